@@ -1,0 +1,31 @@
+# `make run`, `make test`, `make bench` each create or update the virtualenv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ganbrush-installed
+
+.PHONY: setup run test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Main job on the shipped default generator: a sample grid.
+run: setup
+	$(VENV)/bin/ganbrush sample --generator default --out out/samples.png --force
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/ops.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""ganbrush inpainting (not implemented yet; see the project issues)."""

@@ -1,0 +1,1 @@
+"""ganbrush inversion (not implemented yet; see the project issues)."""

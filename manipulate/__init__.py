@@ -1,0 +1,1 @@
+"""ganbrush manipulate (not implemented yet; see the project issues)."""

@@ -1,0 +1,106 @@
+"""``ganbrush`` subcommands of this package: ``ops info``, ``ops build``, ``convert``, ``sample``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+
+
+def _ops_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylegan_ops.ops import build
+
+    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), cache {build.ganbrush_home() / 'ops'}")
+    print(f"{'impl':<6} {'status':<12} detail")
+    print(f"{'ref':<6} {'available':<12} pure PyTorch, any device (the test oracle)")
+    for kind in build.KINDS:
+        status, detail = "unavailable", build.missing_prerequisite(kind)
+        if detail is None:
+            try:
+                status, detail = "available", f"built in {Path(build.load(kind).__file__).parent}"
+            except build.OpsBuildError as e:
+                detail = str(e)
+        print(f"{kind:<6} {status:<12} {detail}")
+    return 0
+
+
+def _ops_build(args: argparse.Namespace) -> int:
+    from stylegan_ops.ops import build
+
+    kinds = build.KINDS if args.kind == "all" else (args.kind,)
+    failed = False
+    for kind in kinds:
+        reason = build.missing_prerequisite(kind)
+        if reason is not None:
+            print(f"{kind}: skipped ({reason})")
+            failed |= args.kind != "all"
+            continue
+        print(f"{kind}: building (first build takes a while) ...", flush=True)
+        module = build.load(kind)
+        print(f"{kind}: ok ({Path(module.__file__).parent})")
+    return 1 if failed else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylegan_ops.checkpoints import load_generator, save_generator
+
+    dst = Path(args.dst)
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"{dst}: the destination must end in .safetensors")
+    refuse_overwrite(dst, args.force)
+    G = load_generator(args.src)
+    save_generator(G, dst, dtype=torch.float16 if args.fp16 else None, metadata={"converted_from": Path(args.src).name})
+    cfg = G.cfg
+    print(f"wrote {dst}: {cfg.img_resolution}px, z {cfg.z_dim}, w {cfg.w_dim}, {cfg.mapping_layers} mapping layers")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylegan_ops.checkpoints import load_generator
+    from stylegan_ops.images import save_image_grid
+
+    out = Path(args.out)
+    refuse_overwrite(out, args.force)
+    G = load_generator(args.generator)
+    z = torch.randn(args.num, G.z_dim, generator=torch.Generator().manual_seed(args.seed))
+    with torch.no_grad():
+        images = G(z, truncation_psi=args.truncation, noise_mode="const")
+    save_image_grid(images, out)
+    print(f"wrote {out} ({args.num} samples, seed {args.seed}, truncation {args.truncation})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ops = sub.add_parser("ops", help="compiled StyleGAN ops: build them or show what is available")
+    ops_sub = ops.add_subparsers(dest="ops_command", required=True)
+    info = ops_sub.add_parser("info", help="which implementations (ref, cpp, cuda) are available, and why not")
+    info.set_defaults(func=_ops_info)
+    b = ops_sub.add_parser("build", help="precompile the ops now instead of on first use")
+    b.add_argument("--kind", choices=["cpp", "cuda", "all"], default="all")
+    b.set_defaults(func=_ops_build)
+
+    conv = sub.add_parser("convert", help="convert a rosinality .pt or NVIDIA .pkl generator to .safetensors")
+    conv.add_argument("src", help="checkpoint to read (.safetensors, rosinality .pt, NVIDIA .pkl)")
+    conv.add_argument("dst", help="ganbrush .safetensors file to write")
+    conv.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
+    conv.add_argument("--force", action="store_true", help="overwrite dst if it exists")
+    conv.set_defaults(func=_convert)
+
+    s = sub.add_parser("sample", help="write a grid of random samples from a generator")
+    s.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--num", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    s.set_defaults(func=_sample)

@@ -1,0 +1,232 @@
+"""Lazy, cached, lock-safe builds of the compiled ops (C++ CPU and CUDA extensions).
+
+Nothing is compiled at import. The first call that needs a compiled op builds it with
+``torch.utils.cpp_extension`` and ninja into ``$GANBRUSH_HOME/ops/<kind>-<key>`` where the key
+hashes the sources, torch version, compiler and CPU, so a changed source or toolchain gets a
+fresh build and an unchanged one is reused.
+
+Locking: torch guards a build directory with a plain ``lock`` file that a killed build leaves
+behind, after which every later build waits forever. We hold an OS-level lock (``flock`` via
+``filelock``, released by the kernel when its holder dies) around the whole build, so any torch
+``lock`` file found while we hold it is stale and is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).parent / "csrc"
+KINDS = ("cpp", "cuda")
+SOURCES = {
+    "cpp": ["ops_cpu.cpp"],
+    "cuda": ["ops_cuda.cpp", "bias_act_cuda.cu", "upfirdn2d_cuda.cu"],
+}
+HEADERS = ["ops_math.h"]
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
+LDFLAGS = ["-fopenmp"]
+NVCC_FLAGS = ["-O3", "--use_fast_math"]
+LOCK_TIMEOUT_S = 600.0
+STRICT_ENV = "GANBRUSH_OPS_STRICT"
+
+
+class OpsBuildError(RuntimeError):
+    """A compiled op could not be built or loaded; the message says why and what to do."""
+
+
+@dataclass
+class _State:
+    modules: dict[str, types.ModuleType]
+    failures: dict[str, str]
+    warned: set[str]
+
+
+_state = _State(modules={}, failures={}, warned=set())
+_thread_lock = threading.Lock()
+
+
+def ganbrush_home() -> Path:
+    """Root of ganbrush's caches: ``$GANBRUSH_HOME`` or ``~/.cache/ganbrush``."""
+    return Path(os.environ.get("GANBRUSH_HOME", Path.home() / ".cache" / "ganbrush")).expanduser()
+
+
+def strict() -> bool:
+    return os.environ.get(STRICT_ENV, "") not in ("", "0")
+
+
+def _put_ninja_on_path() -> None:
+    # The pip `ninja` package's binary is not on PATH when .venv/bin/python is called directly.
+    try:
+        import ninja
+    except ImportError:
+        return
+    bin_dir = str(ninja.BIN_DIR)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX", "c++")
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
+
+
+def _cpu_signature() -> str:
+    # -march=native output only runs on the same CPU features: key the cache on them.
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return hashlib.sha256(line.encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def missing_prerequisite(kind: str) -> str | None:
+    """Why ``kind`` cannot be built on this machine, or None if it can be tried."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown compiled op kind {kind!r}; expected one of {KINDS}")
+    _put_ninja_on_path()
+    from torch.utils import cpp_extension
+
+    missing = [n for n in SOURCES[kind] + HEADERS if not (CSRC / n).is_file()]
+    if missing:
+        return f"op sources missing from the installation: {missing} (reinstall ganbrush)"
+    if shutil.which(_compiler()) is None:
+        return f"no C++ compiler ({_compiler()!r} not found; install g++ or set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "ninja not found (pip install ninja)"
+    if kind == "cuda":
+        if torch.version.cuda is None:
+            return "this torch build has no CUDA support"
+        if not torch.cuda.is_available():
+            return "no CUDA device available"
+        if cpp_extension.CUDA_HOME is None:
+            return "CUDA toolkit (nvcc) not found; set CUDA_HOME"
+    return None
+
+
+def build_key(kind: str) -> str:
+    """Hash of everything that makes a build reusable."""
+    h = hashlib.sha256()
+    for name in SOURCES[kind] + HEADERS:
+        h.update(name.encode())
+        h.update((CSRC / name).read_bytes())
+    parts = [
+        torch.__version__, str(torch.version.cuda), sys.version, platform.machine(),
+        _first_line([_compiler(), "--version"]), " ".join(CFLAGS + LDFLAGS + NVCC_FLAGS), _cpu_signature(),
+    ]
+    h.update("\0".join(parts).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dir(kind: str) -> Path:
+    return ganbrush_home() / "ops" / f"{kind}-{build_key(kind)}"
+
+
+def _compile(kind: str, directory: Path) -> types.ModuleType:
+    from torch.utils import cpp_extension
+
+    name = f"ganbrush_ops_{kind}_{directory.name.split('-')[-1]}"
+    return cpp_extension.load(
+        name=name,
+        sources=[str(CSRC / s) for s in SOURCES[kind]],
+        extra_include_paths=[str(CSRC)],
+        extra_cflags=CFLAGS,
+        extra_ldflags=LDFLAGS,
+        extra_cuda_cflags=NVCC_FLAGS if kind == "cuda" else None,
+        build_directory=str(directory),
+        verbose=False,
+    )
+
+
+def _build(kind: str) -> types.ModuleType:
+    from filelock import FileLock, Timeout
+
+    reason = missing_prerequisite(kind)
+    if reason:
+        raise OpsBuildError(reason)
+    directory = build_dir(kind)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.parent / f"{directory.name}.lock"
+    try:
+        with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
+            # We hold the OS lock, so nobody else is building here: torch's baton is stale.
+            (directory / "lock").unlink(missing_ok=True)
+            return _compile(kind, directory)
+    except Timeout as e:
+        raise OpsBuildError(
+            f"another process has been building {directory} for over {LOCK_TIMEOUT_S:.0f} s; "
+            "wait for it or stop it"
+        ) from e
+    except OpsBuildError:
+        raise
+    except Exception as e:  # compiler errors surface as RuntimeError/OSError/ImportError
+        detail = str(e).strip().splitlines()
+        raise OpsBuildError(f"build failed in {directory}: {detail[-1] if detail else type(e).__name__}") from e
+
+
+def load(kind: str) -> types.ModuleType:
+    """The compiled ``kind`` module, building it on first use; raises :class:`OpsBuildError`."""
+    with _thread_lock:
+        if kind in _state.modules:
+            return _state.modules[kind]
+        if kind in _state.failures:
+            raise OpsBuildError(_state.failures[kind])
+        try:
+            module = _build(kind)
+        except OpsBuildError as e:
+            _state.failures[kind] = str(e)
+            raise
+        _state.modules[kind] = module
+        return module
+
+
+def try_load(kind: str) -> types.ModuleType | None:
+    """Like :func:`load` but warns once and returns None when the build is impossible,
+    unless ``GANBRUSH_OPS_STRICT=1``, which turns the failure into an error."""
+    try:
+        return load(kind)
+    except OpsBuildError as e:
+        if strict():
+            raise OpsBuildError(f"compiled '{kind}' ops unavailable ({e}) and {STRICT_ENV}=1") from e
+        if kind not in _state.warned:
+            _state.warned.add(kind)
+            warnings.warn(
+                f"ganbrush: compiled '{kind}' ops unavailable ({e}); falling back to the slower "
+                "pure-PyTorch 'ref' ops. `ganbrush ops info` shows details.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+
+
+def is_built(kind: str) -> bool:
+    """Whether a finished build for the current sources exists in the cache (no build is run)."""
+    directory = build_dir(kind)
+    return any(directory.glob("*.so"))
+
+
+def reset() -> None:
+    """Forget loaded modules and remembered failures (tests use it to simulate a fresh process)."""
+    with _thread_lock:
+        _state.modules.clear()
+        _state.failures.clear()
+        _state.warned.clear()

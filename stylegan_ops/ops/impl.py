@@ -1,0 +1,38 @@
+"""Choosing an op implementation: ``ref`` (pure PyTorch), ``cpp`` (CPU extension), ``cuda``."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+from stylegan_ops.ops import build
+
+IMPLS = ("ref", "cpp", "cuda")
+_COMPILED_FOR_DEVICE = {"cpu": "cpp", "cuda": "cuda"}
+
+
+def choose(impl: str | None, device: torch.device) -> str:
+    """The implementation to run on ``device``.
+
+    None picks the compiled one for the device when it builds, else ``ref`` (with one warning;
+    an error under ``GANBRUSH_OPS_STRICT=1``). An explicit compiled choice that cannot be built
+    raises :class:`~stylegan_ops.ops.build.OpsBuildError`.
+    """
+    if impl is None:
+        kind = _COMPILED_FOR_DEVICE.get(device.type)
+        if kind is None or build.try_load(kind) is None:
+            return "ref"
+        return kind
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLS} or None for automatic")
+    if impl != "ref":
+        if _COMPILED_FOR_DEVICE.get(device.type) != impl:
+            raise ValueError(f"impl={impl!r} cannot run on a {device.type} tensor")
+        build.load(impl)
+    return impl
+
+
+def extension(kind: str) -> types.ModuleType:
+    """The compiled module for ``kind`` (built on first use)."""
+    return build.load(kind)
