@@ -69,7 +69,8 @@ def _read_rosinality(path: Path) -> Generator:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FormatError(f"refused or unreadable torch file: {first}") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise FormatError(f"truncated or corrupt torch file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FormatError(f"truncated or corrupt torch file ({first})") from e
     return rosinality.to_generator(ckpt)
 
 

@@ -74,7 +74,7 @@ class GeneratorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -122,7 +122,7 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_w_avg:
             # Running mean of w, the centre that truncation pulls towards.
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         return x
 
 

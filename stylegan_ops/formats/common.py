@@ -23,7 +23,8 @@ def generator_from_state(cfg: GeneratorConfig, state: dict[str, torch.Tensor]) -
     """
     G = Generator(cfg)
     expected = G.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith(DERIVED_SUFFIXES) and k != "mapping_network.w_avg"]
+    optional = ("mapping_network.w_avg",)
+    missing = [k for k in expected if k not in state and not k.endswith(DERIVED_SUFFIXES) and k not in optional]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise FormatError(f"tensors do not fit the architecture: missing {missing[:3]}, unexpected {unexpected[:3]}")

@@ -40,7 +40,7 @@ class PersistentObject:
     def init_args(self) -> tuple:
         return tuple(self.state.get("_init_args") or self.state.get("init_args") or ())
 
-    def children(self) -> dict[str, "PersistentObject"]:
+    def children(self) -> dict[str, PersistentObject]:
         return {k: v for k, v in (self.state.get("_modules") or {}).items() if isinstance(v, PersistentObject)}
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:

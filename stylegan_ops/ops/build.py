@@ -14,6 +14,7 @@ behind, after which every later build waits forever. We hold an OS-level lock (`
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -76,6 +77,20 @@ def _put_ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+def _cpp_extension() -> types.ModuleType:
+    """``torch.utils.cpp_extension`` with ninja on PATH, imported only when a build is near.
+    Its import-time notice about a missing CUDA runtime is noise on CPU-only machines."""
+    _put_ninja_on_path()
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
 def _compiler() -> str:
     return os.environ.get("CXX", "c++")
 
@@ -103,23 +118,21 @@ def missing_prerequisite(kind: str) -> str | None:
     """Why ``kind`` cannot be built on this machine, or None if it can be tried."""
     if kind not in KINDS:
         raise ValueError(f"unknown compiled op kind {kind!r}; expected one of {KINDS}")
-    _put_ninja_on_path()
-    from torch.utils import cpp_extension
-
-    missing = [n for n in SOURCES[kind] + HEADERS if not (CSRC / n).is_file()]
-    if missing:
-        return f"op sources missing from the installation: {missing} (reinstall ganbrush)"
-    if shutil.which(_compiler()) is None:
-        return f"no C++ compiler ({_compiler()!r} not found; install g++ or set CXX)"
-    if not cpp_extension.is_ninja_available():
-        return "ninja not found (pip install ninja)"
     if kind == "cuda":
         if torch.version.cuda is None:
             return "this torch build has no CUDA support"
         if not torch.cuda.is_available():
             return "no CUDA device available"
-        if cpp_extension.CUDA_HOME is None:
-            return "CUDA toolkit (nvcc) not found; set CUDA_HOME"
+    missing = [n for n in SOURCES[kind] + HEADERS if not (CSRC / n).is_file()]
+    if missing:
+        return f"op sources missing from the installation: {missing} (reinstall ganbrush)"
+    cpp_extension = _cpp_extension()
+    if shutil.which(_compiler()) is None:
+        return f"no C++ compiler ({_compiler()!r} not found; install g++ or set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "ninja not found (pip install ninja)"
+    if kind == "cuda" and cpp_extension.CUDA_HOME is None:
+        return "CUDA toolkit (nvcc) not found; set CUDA_HOME"
     return None
 
 
@@ -142,8 +155,7 @@ def build_dir(kind: str) -> Path:
 
 
 def _compile(kind: str, directory: Path) -> types.ModuleType:
-    from torch.utils import cpp_extension
-
+    cpp_extension = _cpp_extension()
     name = f"ganbrush_ops_{kind}_{directory.name.split('-')[-1]}"
     return cpp_extension.load(
         name=name,

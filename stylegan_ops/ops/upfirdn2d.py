@@ -11,7 +11,7 @@ separable filter applied along both axes. ``up``, ``down``: int or ``(x, y)``. `
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
