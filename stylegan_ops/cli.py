@@ -6,6 +6,12 @@ import argparse
 from pathlib import Path
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def refuse_overwrite(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
@@ -80,6 +86,24 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_stylegan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from stylegan_ops.faces import FaceDataset
+    from stylegan_ops.train import PRESETS, TrainConfig, train
+
+    dataset = FaceDataset(args.data, xflip=True)
+    overrides = {k: v for k, v in (("batch", args.batch), ("seed", args.seed)) if v is not None}
+    cfg = TrainConfig(**{**PRESETS[args.preset], **overrides})
+    res = dataset[0].shape[-1]
+    if res != cfg.resolution:
+        cfg = dataclasses.replace(cfg, resolution=res)
+    trainer = train(cfg, dataset, args.out, kimg=args.kimg, device=args.device, resume_from=args.resume)
+    print(f"{args.out}: {trainer.images_seen / 1000:.1f} kimg, {trainer.step} steps; "
+          f"EMA generator in {Path(args.out) / 'generator_ema.safetensors'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ops = sub.add_parser("ops", help="compiled StyleGAN ops: build them or show what is available")
     ops_sub = ops.add_subparsers(dest="ops_command", required=True)
@@ -95,6 +119,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     conv.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     conv.add_argument("--force", action="store_true", help="overwrite dst if it exists")
     conv.set_defaults(func=_convert)
+
+    tr = sub.add_parser("train", help="train models")
+    tr_sub = tr.add_subparsers(dest="train_command", required=True)
+    sg = tr_sub.add_parser("stylegan", help="train a StyleGAN2 generator on a packed face dataset")
+    sg.add_argument("--data", required=True, help="dataset folder from `ganbrush data faces`")
+    sg.add_argument("--out", required=True, help="run folder (checkpoints, samples, logs)")
+    sg.add_argument("--kimg", type=float, required=True, help="train until this many thousand images were shown")
+    sg.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out)")
+    sg.add_argument("--preset", default="cpu64", choices=["tiny", "cpu64", "gpu64"])
+    sg.add_argument("--batch", type=int, default=None)
+    sg.add_argument("--seed", type=int, default=None)
+    sg.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    sg.set_defaults(func=_train_stylegan)
 
     s = sub.add_parser("sample", help="write a grid of random samples from a generator")
     s.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")

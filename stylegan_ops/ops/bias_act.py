@@ -146,7 +146,8 @@ def _kernel(chosen, x, b, dy, mode, dim, code, alpha, gain, clamp):
 
 
 def _reduce_bias_grad(dx: torch.Tensor, dim: int) -> torch.Tensor:
-    return dx.sum([i for i in range(dx.ndim) if i != dim])
+    other = [i for i in range(dx.ndim) if i != dim]
+    return dx.sum(other) if other else dx  # sum([]) would sum everything
 
 
 class _BiasActCompiled(torch.autograd.Function):

@@ -2,20 +2,28 @@
 //
 // The semantics are defined by the pure-PyTorch references in bias_act.py and upfirdn2d.py;
 // this file only has to be faster. Both ops are memory- or load-bound, so the kernels aim
-// for: one pass over memory, inner loops the compiler can vectorise (`#pragma omp simd`
-// over contiguous data, everything that varies per element known at compile time), and
-// coarse-grained at::parallel_for over independent rows / image planes.
+// for one pass over memory, vectorised inner loops over contiguous data (`#pragma omp simd`
+// with everything that varies per element fixed at compile time for bias_act; explicit
+// SIMD vectors with register accumulators for upfirdn2d), and coarse-grained
+// at::parallel_for over independent rows / image planes.
 //
 // half and bfloat16 are computed in float (at::opmath_type); float and double in themselves.
 
-#include <torch/extension.h>
+// Narrow includes instead of <torch/extension.h>: the full C++ frontend header alone costs
+// ~15 s of compile time on every first build.
+#include <torch/csrc/utils/pybind.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -37,9 +45,11 @@ int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1)
 int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
 
 // Runs fn(row, begin, end) over `rows` rows of `row_len` elements each. Long rows are cut
-// into chunks so a single huge row still spreads over all threads.
-template <typename Fn>
-void parallel_rows(int64_t rows, int64_t row_len, const Fn& fn) {
+// into chunks so a single huge row still spreads over all threads. Not a template on purpose:
+// every at::parallel_for instantiation emits its own OpenMP region, which adds up in build
+// time, while one indirect call per chunk is free.
+void parallel_rows(int64_t rows, int64_t row_len,
+                   c10::function_ref<void(int64_t, int64_t, int64_t)> fn) {
   if (rows == 0 || row_len == 0) return;
   const int64_t chunk = std::min<int64_t>(row_len, kGrainElements);
   const int64_t chunks_per_row = ceil_div(row_len, chunk);
@@ -64,118 +74,86 @@ struct BiasActShape {
   int64_t inner = 1;
 };
 
-// Below this many contiguous elements per channel (e.g. bias along the last dimension) a
-// per-row scalar bias would give tiny rows; we switch to a per-element bias vector instead.
-constexpr int64_t kMinScalarBiasRow = 16;
+// Below this many contiguous elements per channel (bias along one of the last dimensions,
+// e.g. [N, C] fully connected layers) the per-(outer, channel) rows are too short to
+// vectorise. Those (small) tensors get the bias added by a broadcasting add first and then
+// take the flat bias-free path: one extra pass, but no second family of kernel
+// instantiations (compile time matters for the JIT build).
+constexpr int64_t kMinBiasRow = 16;
 
-// One contiguous span with a constant bias: the hot loop for [N, C, H, W] with dim=1.
-template <Act A, Mode M, bool kClamp, typename scalar_t, typename acc_t>
-void bias_act_span_scalar_bias(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
-                               scalar_t* __restrict__ y, int64_t n, acc_t bias,
-                               BiasActParams<acc_t> p) {
+// One contiguous span with a constant bias: the hot loop. A and M are template parameters
+// so the activation and mode branches vanish and the loop vectorises.
+template <Act A, Mode M, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+void bias_act_span(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
+                   scalar_t* __restrict__ y, int64_t n, acc_t bias,
+                   const BiasActParams<acc_t>& p) {
+  const BiasActParams<acc_t> q = p;  // local copy: provably loop-invariant
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const acc_t g = M == Mode::Forward ? acc_t(0) : acc_t(dy[i]);
-    y[i] = scalar_t(bias_act_element<A, M, kClamp>(acc_t(x[i]) + bias, g, p));
+    y[i] = scalar_t(bias_act_element<A, M>(acc_t(x[i]) + bias, g, q));
   }
 }
 
-// One contiguous span whose bias changes every element (bias dimension is innermost).
-template <Act A, Mode M, bool kClamp, typename scalar_t, typename acc_t>
-void bias_act_span_vector_bias(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
-                               scalar_t* __restrict__ y, int64_t n,
-                               const acc_t* __restrict__ bias, BiasActParams<acc_t> p) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const acc_t g = M == Mode::Forward ? acc_t(0) : acc_t(dy[i]);
-    y[i] = scalar_t(bias_act_element<A, M, kClamp>(acc_t(x[i]) + bias[i], g, p));
+template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+using BiasActSpanFn = void (*)(const scalar_t*, const scalar_t*, scalar_t*, int64_t, acc_t,
+                               const BiasActParams<acc_t>&);
+
+// The span kernel for a runtime (act, mode) pair; only these small loops are instantiated
+// per activation and mode, everything around them exists once per dtype.
+template <typename scalar_t, Act A>
+BiasActSpanFn<scalar_t> span_for_mode(Mode mode) {
+  switch (mode) {
+    case Mode::Forward: return &bias_act_span<A, Mode::Forward, scalar_t>;
+    case Mode::Grad: return &bias_act_span<A, Mode::Grad, scalar_t>;
+    case Mode::Grad2: return &bias_act_span<A, Mode::Grad2, scalar_t>;
   }
+  return nullptr;
 }
 
-template <Act A, Mode M, bool kClamp, typename scalar_t>
-void bias_act_run(const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy, at::Tensor& y,
-                  const BiasActShape& shape, BiasActParams<at::opmath_type<scalar_t>> p) {
+template <typename scalar_t>
+BiasActSpanFn<scalar_t> span_for(Act act, Mode mode) {
+  switch (act) {
+    case Act::Linear: return span_for_mode<scalar_t, Act::Linear>(mode);
+    case Act::Relu: return span_for_mode<scalar_t, Act::Relu>(mode);
+    case Act::Lrelu: return span_for_mode<scalar_t, Act::Lrelu>(mode);
+    case Act::Tanh: return span_for_mode<scalar_t, Act::Tanh>(mode);
+    case Act::Sigmoid: return span_for_mode<scalar_t, Act::Sigmoid>(mode);
+    case Act::Elu: return span_for_mode<scalar_t, Act::Elu>(mode);
+    case Act::Selu: return span_for_mode<scalar_t, Act::Selu>(mode);
+    case Act::Softplus: return span_for_mode<scalar_t, Act::Softplus>(mode);
+    case Act::Swish: return span_for_mode<scalar_t, Act::Swish>(mode);
+  }
+  return nullptr;
+}
+
+template <typename scalar_t>
+void bias_act_run(Act act, Mode mode, const at::Tensor& x, const at::Tensor& b,
+                  const at::Tensor& dy, at::Tensor& y, const BiasActShape& shape,
+                  const BiasActParams<at::opmath_type<scalar_t>>& p) {
   using acc_t = at::opmath_type<scalar_t>;
+  const BiasActSpanFn<scalar_t> span = span_for<scalar_t>(act, mode);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  const scalar_t* dyp = M == Mode::Forward ? nullptr : dy.const_data_ptr<scalar_t>();
+  const scalar_t* dyp = mode == Mode::Forward ? nullptr : dy.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  auto run_span = [&](int64_t off, int64_t n, acc_t bias) {
+    span(xp + off, dyp ? dyp + off : nullptr, yp + off, n, bias, p);
+  };
 
   if (b.numel() == 0) {
     // No bias: the whole tensor is one flat span.
     parallel_rows(1, x.numel(), [&](int64_t, int64_t begin, int64_t end) {
-      bias_act_span_scalar_bias<A, M, kClamp>(xp + begin, dyp ? dyp + begin : nullptr, yp + begin,
-                                              end - begin, acc_t(0), p);
+      run_span(begin, end - begin, acc_t(0));
     });
     return;
   }
-
+  // Rows of `inner` elements, one per (outer, channel) pair, each with a constant bias.
   const scalar_t* bp = b.const_data_ptr<scalar_t>();
-  if (shape.inner >= kMinScalarBiasRow) {
-    // Rows of `inner` elements, one per (outer, channel) pair, each with a constant bias.
-    parallel_rows(shape.outer * shape.channels, shape.inner,
-                  [&](int64_t row, int64_t begin, int64_t end) {
-                    const int64_t off = row * shape.inner + begin;
-                    const acc_t bias = acc_t(bp[row % shape.channels]);
-                    bias_act_span_scalar_bias<A, M, kClamp>(
-                        xp + off, dyp ? dyp + off : nullptr, yp + off, end - begin, bias, p);
-                  });
-    return;
-  }
-
-  // Short per-channel runs: expand the bias to one [channels * inner] row shared by all
-  // `outer` rows, so the loop is a plain element-wise add again.
-  const int64_t row_len = shape.channels * shape.inner;
-  std::vector<acc_t> bias_row(row_len);
-  for (int64_t c = 0; c < shape.channels; ++c) {
-    std::fill_n(bias_row.data() + c * shape.inner, shape.inner, acc_t(bp[c]));
-  }
-  parallel_rows(shape.outer, row_len, [&](int64_t row, int64_t begin, int64_t end) {
-    const int64_t off = row * row_len + begin;
-    bias_act_span_vector_bias<A, M, kClamp>(xp + off, dyp ? dyp + off : nullptr, yp + off,
-                                            end - begin, bias_row.data() + begin, p);
-  });
-}
-
-// Turns the runtime (act, mode, clamp) triple into template arguments.
-template <typename scalar_t, Act A>
-void bias_act_dispatch_mode(Mode mode, bool clamp, const at::Tensor& x, const at::Tensor& b,
-                            const at::Tensor& dy, at::Tensor& y, const BiasActShape& shape,
-                            BiasActParams<at::opmath_type<scalar_t>> p) {
-#define GANBRUSH_MODE_CASE(M)                                                   \
-  case M:                                                                       \
-    if (clamp) {                                                                \
-      bias_act_run<A, M, true, scalar_t>(x, b, dy, y, shape, p);                \
-    } else {                                                                    \
-      bias_act_run<A, M, false, scalar_t>(x, b, dy, y, shape, p);               \
-    }                                                                           \
-    return;
-  switch (mode) {
-    GANBRUSH_MODE_CASE(Mode::Forward)
-    GANBRUSH_MODE_CASE(Mode::Grad)
-    GANBRUSH_MODE_CASE(Mode::Grad2)
-  }
-#undef GANBRUSH_MODE_CASE
-}
-
-template <typename scalar_t>
-void bias_act_dispatch(Act act, Mode mode, bool clamp, const at::Tensor& x, const at::Tensor& b,
-                       const at::Tensor& dy, at::Tensor& y, const BiasActShape& shape,
-                       BiasActParams<at::opmath_type<scalar_t>> p) {
-#define GANBRUSH_ACT_CASE(A)                                                          \
-  case A:                                                                             \
-    return bias_act_dispatch_mode<scalar_t, A>(mode, clamp, x, b, dy, y, shape, p);
-  switch (act) {
-    GANBRUSH_ACT_CASE(Act::Linear)
-    GANBRUSH_ACT_CASE(Act::Relu)
-    GANBRUSH_ACT_CASE(Act::Lrelu)
-    GANBRUSH_ACT_CASE(Act::Tanh)
-    GANBRUSH_ACT_CASE(Act::Sigmoid)
-    GANBRUSH_ACT_CASE(Act::Elu)
-    GANBRUSH_ACT_CASE(Act::Selu)
-    GANBRUSH_ACT_CASE(Act::Softplus)
-    GANBRUSH_ACT_CASE(Act::Swish)
-  }
-#undef GANBRUSH_ACT_CASE
+  parallel_rows(shape.outer * shape.channels, shape.inner,
+                [&](int64_t row, int64_t begin, int64_t end) {
+                  run_span(row * shape.inner + begin, end - begin,
+                           acc_t(bp[row % shape.channels]));
+                });
 }
 
 at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Tensor& dy_in,
@@ -189,10 +167,10 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Te
   TORCH_CHECK(act >= 0 && act < kNumActs, "bias_act: unknown activation code ", act);
   TORCH_CHECK(std::isfinite(alpha) && std::isfinite(gain), "bias_act: alpha and gain must be finite");
 
-  const at::Tensor x = x_in.contiguous();
-  const bool has_bias = b_in.numel() > 0;
+  at::Tensor x = x_in.contiguous();
+  at::Tensor b = b_in;
   BiasActShape shape;
-  if (has_bias) {
+  if (b_in.numel() > 0) {
     TORCH_CHECK(x.dim() > 0, "bias_act: a bias needs x with at least one dimension");
     TORCH_CHECK(dim >= 0 && dim < x.dim(), "bias_act: dim ", dim, " out of range for x with ",
                 x.dim(), " dimensions");
@@ -203,8 +181,15 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Te
     for (int64_t i = 0; i < dim; ++i) shape.outer *= x.size(i);
     shape.channels = x.size(dim);
     for (int64_t i = dim + 1; i < x.dim(); ++i) shape.inner *= x.size(i);
+    if (shape.inner >= kMinBiasRow) {
+      b = b_in.contiguous();
+    } else {
+      std::vector<int64_t> bias_view(x.dim() - dim, 1);  // [C, 1, ...] broadcasts along dim
+      bias_view[0] = shape.channels;
+      x = at::add(x, b_in.view(bias_view));
+      b = b_in.new_empty({0});
+    }
   }
-  const at::Tensor b = has_bias ? b_in.contiguous() : b_in;
 
   const Mode m = static_cast<Mode>(mode);
   at::Tensor dy = dy_in;
@@ -221,8 +206,8 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Te
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    BiasActParams<acc_t> p{acc_t(alpha), acc_t(gain), acc_t(clamp)};
-    bias_act_dispatch<scalar_t>(static_cast<Act>(act), m, clamp >= 0, x, b, dy, y, shape, p);
+    const auto p = make_bias_act_params<acc_t>(alpha, gain, clamp);
+    bias_act_run<scalar_t>(static_cast<Act>(act), m, x, b, dy, y, shape, p);
   });
   return y;
 }
@@ -234,15 +219,21 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Te
 // out[oy, ox] = sum_{ky, kx} w[ky, kx] * xup[oy * downy + ky - pady0, ox * downx + kx - padx0]
 // with xup the zero-upsampled input and w the (flipped unless `flip`) filter times gain.
 //
-// Polyphase evaluation: only taps that land on real input pixels are visited.
-// Vertically, each output row picks its taps (ky, iy) directly. Horizontally, output column
-// ox = P * q + p (phase p) hits real pixels with the same taps for every q, at input column
-// q * S + c(p, kx), where P = upx / g, S = downx / g, g = gcd(upx, downx). So each phase is a
-// small dense correlation with stride S over a zero-padded copy of the input rows.
+// Polyphase evaluation, so only taps that land on real input pixels are visited:
+// - Vertically, each output row picks its taps (ky, iy) directly.
+// - Horizontally, output column ox = P * q + p (phase p) hits real pixels with the same taps
+//   for every q, at input column q * S + c(p, kx), where g = gcd(upx, downx), P = upx / g and
+//   S = downx / g. Each phase is therefore a small dense correlation with stride S.
+// - The input rows an output-row block needs are copied once into a zero-padded buffer in the
+//   accumulation type, split into S column phases ("de-interleaved"), so that every tap reads
+//   contiguous memory with stride 1 and no bounds checks. The correlation then runs on
+//   explicit SIMD vectors, a few vectors of outputs at a time with all taps accumulated in
+//   registers.
 
 struct ColTap {
-  int kx;
-  int64_t c;  // input column read by q = 0
+  int64_t kx;
+  int64_t c;       // input column read by q = 0
+  int64_t offset;  // where that column sits in a row of the de-interleaved buffer
 };
 
 struct Phase {
@@ -256,14 +247,19 @@ struct UpFirDnConfig {
   int64_t fh, fw;
 };
 
-// Column structure shared by every row of every plane.
+// Column structure shared by every row of every plane, including the layout of the buffer
+// rows (see RowBuffer): S sub-rows of sub_w elements each.
 struct ColumnPlan {
   int64_t P = 1, S = 1;
   std::vector<Phase> phases;
   int64_t xlo = 0, xhi = 0;  // input columns [xlo, xhi) read by any tap (may exceed the image)
+  int64_t sub_w = 0;
+  int64_t row_stride() const { return S * sub_w; }
 };
 
-ColumnPlan plan_columns(const UpFirDnConfig& cfg) {
+// `slack`: extra elements at the end of every sub-row, so vector loads may run past the
+// last output of a row.
+ColumnPlan plan_columns(const UpFirDnConfig& cfg, int64_t slack) {
   ColumnPlan plan;
   const int64_t g = std::gcd(cfg.upx, cfg.downx);
   plan.P = cfg.upx / g;
@@ -274,16 +270,23 @@ ColumnPlan plan_columns(const UpFirDnConfig& cfg) {
     Phase& ph = plan.phases[p];
     ph.count = p < cfg.out_w ? ceil_div(cfg.out_w - p, plan.P) : 0;
     if (ph.count == 0) continue;
-    for (int kx = 0; kx < cfg.fw; ++kx) {
+    for (int64_t kx = 0; kx < cfg.fw; ++kx) {
       const int64_t pos = p * cfg.downx + kx - cfg.padx0;  // column in the upsampled image
       if (floor_mod(pos, cfg.upx) != 0) continue;         // lands on an inserted zero
       const int64_t c = floor_div(pos, cfg.upx);
       const int64_t last = (ph.count - 1) * plan.S + c;
       if (last < 0 || c >= cfg.in_w) continue;  // every read of this tap is outside the image
-      ph.taps.push_back({kx, c});
+      ph.taps.push_back({kx, c, 0});
       plan.xlo = any ? std::min(plan.xlo, c) : c;
       plan.xhi = any ? std::max(plan.xhi, last + 1) : last + 1;
       any = true;
+    }
+  }
+  plan.sub_w = ceil_div(plan.xhi - plan.xlo, plan.S) + slack;
+  for (Phase& ph : plan.phases) {
+    for (ColTap& ct : ph.taps) {
+      const int64_t j = ct.c - plan.xlo;
+      ct.offset = (j % plan.S) * plan.sub_w + j / plan.S;
     }
   }
   return plan;
@@ -298,111 +301,269 @@ std::pair<int64_t, int64_t> input_rows_for(const UpFirDnConfig& cfg, int64_t oy0
   return {lo, std::max(lo, hi)};
 }
 
+// Fixed-width SIMD vectors through the GCC/Clang vector extension: plain arithmetic on them
+// compiles to packed instructions for whatever ISA -march selects. 32 bytes matches the
+// 256-bit vectors GCC prefers on AVX-512 parts (and is two SSE registers elsewhere).
+constexpr int kVectorBytes = 32;
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+constexpr int64_t kLanes = kVectorBytes / sizeof(T);
+
+template <typename T, typename V = typename Simd<T>::V>
+inline V load_vector(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));  // unaligned load
+  return v;
+}
+
+template <typename T, typename V = typename Simd<T>::V>
+inline void store_vector(T* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// All lanes = s. (Not `V{} + s`: the compiler must keep that addition because 0 + -0 = +0.)
+template <typename T, typename V = typename Simd<T>::V>
+inline V broadcast(T s) {
+  V v;
+  for (int64_t i = 0; i < kLanes<T>; ++i) v[i] = s;
+  return v;
+}
+
+// One vertical tap of one output row: an input row of the buffer and the filter row
+// weights for it (one weight per column tap of the current phase).
 template <typename acc_t>
-struct Tap2d {
-  const acc_t* src;  // buffer position read by q = 0
-  acc_t w;
+struct RowSource {
+  const acc_t* row;
+  const acc_t* w;
 };
 
-// Accumulators per block of outputs: four AVX-512 registers' worth, kept in registers
-// across all taps so each tap costs one load and one FMA per vector.
-template <typename acc_t>
-constexpr int64_t kBlock = 256 / sizeof(acc_t);
+// dst[q0 + i] = sum_{r, c} rows[r].w[c] * rows[r].row[offsets[c] + q0 + i] for i < U * lanes,
+// i.e. U vectors of consecutive outputs with all taps accumulated in registers: each tap
+// costs one broadcast and, per vector, one load and one FMA. Narrow blocks (U < 4) spread
+// the filter rows over K partial sums so that there are always 4 independent FMA chains
+// (one chain would wait out the FMA latency on every tap of an 8-pixel-wide image).
+// kCols > 0 fixes the number of column taps at compile time (fully unrolled inner loop).
+template <int U, int kCols, typename acc_t>
+inline void correlate_block(const RowSource<acc_t>* rows, int64_t nrows, const int64_t* offsets,
+                            int64_t ncols_rt, int64_t q0, acc_t* dst) {
+  using V = typename Simd<acc_t>::V;
+  constexpr int64_t L = kLanes<acc_t>;
+  constexpr int K = 4 / U;
+  const int64_t ncols = kCols > 0 ? kCols : ncols_rt;
 
-// One phase of one output row: out[q * P] = sum_t w_t * src_t[q * S] for q in [0, count).
-// kS / kP are compile-time strides for the common cases (0 = use the runtime value), which
-// keeps the inner loop contiguous and vectorisable for filter2d, upsample and downsample.
-template <int kS, int kP, typename scalar_t, typename acc_t>
-void correlate_phase(const Tap2d<acc_t>* taps, int64_t ntaps, int64_t count, int64_t s_rt,
-                     int64_t p_rt, scalar_t* __restrict__ out) {
-  constexpr int64_t B = kBlock<acc_t>;
-  const int64_t S = kS > 0 ? kS : s_rt;
-  const int64_t P = kP > 0 ? kP : p_rt;
-  for (int64_t q0 = 0; q0 < count; q0 += B) {
-    acc_t acc[B];
-#pragma omp simd
-    for (int64_t j = 0; j < B; ++j) acc[j] = acc_t(0);
-    for (int64_t t = 0; t < ntaps; ++t) {
-      const acc_t* __restrict__ src = taps[t].src + q0 * S;
-      const acc_t w = taps[t].w;
-#pragma omp simd
-      for (int64_t j = 0; j < B; ++j) acc[j] += w * src[j * S];
+  // Adds the taps of one filter row into U accumulators.
+  auto add_row = [&](const RowSource<acc_t>& rs, V* part) {
+    const acc_t* row = rs.row + q0;
+    for (int64_t c = 0; c < ncols; ++c) {
+      const acc_t* src = row + offsets[c];
+      const V wv = broadcast(rs.w[c]);
+      for (int u = 0; u < U; ++u) part[u] += wv * load_vector(src + u * L);
     }
-    const int64_t n = std::min(B, count - q0);
-    scalar_t* __restrict__ dst = out + q0 * P;
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) dst[j * P] = scalar_t(acc[j]);
+  };
+
+  V acc[K][U];
+  for (int k = 0; k < K; ++k) {
+    for (int u = 0; u < U; ++u) acc[k][u] = V{};
+  }
+  int64_t r = 0;
+  for (; r + K <= nrows; r += K) {
+    for (int k = 0; k < K; ++k) add_row(rows[r + k], acc[k]);  // constant k: stays in registers
+  }
+  for (; r < nrows; ++r) add_row(rows[r], acc[0]);
+  for (int u = 0; u < U; ++u) {
+    V sum = acc[0][u];
+    for (int k = 1; k < K; ++k) sum += acc[k][u];
+    store_vector(dst + q0 + u * L, sum);
   }
 }
 
-template <typename scalar_t, typename acc_t>
-void correlate_phase_dispatch(const Tap2d<acc_t>* taps, int64_t ntaps, int64_t count, int64_t S,
-                              int64_t P, scalar_t* out) {
-  if (S == 1 && P == 1) return correlate_phase<1, 1>(taps, ntaps, count, S, P, out);  // filter
-  if (S == 2 && P == 1) return correlate_phase<2, 1>(taps, ntaps, count, S, P, out);  // down 2
-  if (S == 1) return correlate_phase<1, 0>(taps, ntaps, count, S, P, out);            // up
-  correlate_phase<0, 0>(taps, ntaps, count, S, P, out);
+// correlate_block over a whole output row: dst[q] for q < round_up(count, lanes). Reads up to
+// lanes - 1 elements past `count` in every source row (the buffer has that slack) and writes
+// as far in dst.
+template <int kCols, typename acc_t>
+void correlate_row_impl(const RowSource<acc_t>* rows, int64_t nrows, const int64_t* offsets,
+                        int64_t ncols, int64_t count, acc_t* dst) {
+  constexpr int64_t L = kLanes<acc_t>;
+  const int64_t nvec = ceil_div(count, L);
+  int64_t v = 0;
+  for (; v + 4 <= nvec; v += 4) {
+    correlate_block<4, kCols>(rows, nrows, offsets, ncols, v * L, dst);
+  }
+  if (v + 2 <= nvec) {
+    correlate_block<2, kCols>(rows, nrows, offsets, ncols, v * L, dst);
+    v += 2;
+  }
+  if (v < nvec) correlate_block<1, kCols>(rows, nrows, offsets, ncols, v * L, dst);
 }
+
+// Unrolled versions for the column-tap counts of the StyleGAN filters: 4 ([1, 3, 3, 1] filter
+// and downsampling) and 2 (each phase of a 2x upsample with it).
+template <typename acc_t>
+void correlate_row(const RowSource<acc_t>* rows, int64_t nrows, const int64_t* offsets,
+                   int64_t ncols, int64_t count, acc_t* dst) {
+  switch (ncols) {
+    case 2: return correlate_row_impl<2>(rows, nrows, offsets, ncols, count, dst);
+    case 4: return correlate_row_impl<4>(rows, nrows, offsets, ncols, count, dst);
+    default: return correlate_row_impl<0>(rows, nrows, offsets, ncols, count, dst);
+  }
+}
+
+// Zero-padded, de-interleaved copy of the input rows one work item needs, in the
+// accumulation type (half / bfloat16 are converted once here instead of once per tap).
+// Input column ix of a row lives in sub-row (ix - xlo) % S at index (ix - xlo) / S, so a tap
+// reading columns c, c + S, c + 2S, ... reads one sub-row contiguously.
+template <typename acc_t>
+class RowBuffer {
+ public:
+  RowBuffer(const ColumnPlan& plan, int64_t in_w) : plan_(plan), in_w_(in_w) {
+    // Sub-row s holds input columns xlo + s + k * S; the ks inside the image are the same
+    // for every row, so work them out once.
+    const int64_t S = plan.S;
+    const int64_t col_lo = std::max<int64_t>(plan.xlo, 0);
+    const int64_t col_hi = std::min<int64_t>(plan.xhi, in_w);
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t first = plan.xlo + s;  // input column of sub-row element 0
+      const int64_t k_lo = first >= col_lo ? 0 : ceil_div(col_lo - first, S);
+      const int64_t k_hi = col_hi > first ? ceil_div(col_hi - first, S) : 0;
+      if (k_hi > k_lo) copies_.push_back({s * plan.sub_w + k_lo, first + k_lo * S, k_hi - k_lo});
+    }
+  }
+
+  template <typename scalar_t>
+  void fill(const scalar_t* plane, int64_t iy_lo, int64_t iy_hi) {
+    const int64_t S = plan_.S, stride = plan_.row_stride();
+    iy_lo_ = iy_lo;
+    data_.assign((iy_hi - iy_lo) * stride, acc_t(0));
+    for (int64_t iy = iy_lo; iy < iy_hi; ++iy) {
+      const scalar_t* src_row = plane + iy * in_w_;
+      acc_t* row = data_.data() + (iy - iy_lo) * stride;
+      for (const Copy& c : copies_) {
+        const scalar_t* src = src_row + c.src;
+        acc_t* dst = row + c.dst;
+        if (S == 1) {  // the common case: a plain (vectorised) copy / conversion
+          for (int64_t k = 0; k < c.count; ++k) dst[k] = acc_t(src[k]);
+        } else {
+          for (int64_t k = 0; k < c.count; ++k) dst[k] = acc_t(src[k * S]);
+        }
+      }
+    }
+  }
+
+  // Start of input row iy; add ColTap::offset to get a tap's source.
+  const acc_t* row(int64_t iy) const {
+    return data_.data() + (iy - iy_lo_) * plan_.row_stride();
+  }
+
+ private:
+  struct Copy {
+    int64_t dst;    // offset in a buffer row
+    int64_t src;    // first input column
+    int64_t count;  // elements, read with stride S
+  };
+  const ColumnPlan& plan_;
+  int64_t in_w_;
+  std::vector<Copy> copies_;
+  int64_t iy_lo_ = 0;
+  std::vector<acc_t> data_;
+};
+
+// Writes one phase of an output row: dst[q * P] = src[q], converting to the output dtype.
+template <typename scalar_t, typename acc_t>
+void store_phase(const acc_t* __restrict__ src, int64_t count, int64_t P,
+                 scalar_t* __restrict__ dst) {
+  if (P == 1) {
+#pragma omp simd
+    for (int64_t q = 0; q < count; ++q) dst[q] = scalar_t(src[q]);
+  } else {
+    for (int64_t q = 0; q < count; ++q) dst[q * P] = scalar_t(src[q]);
+  }
+}
+
+// The column taps of one horizontal phase in the form correlate_row wants: buffer offsets,
+// and the weights laid out [ky][column tap] so each filter row is contiguous.
+template <typename acc_t>
+struct PhaseTaps {
+  std::vector<int64_t> offsets;
+  std::vector<acc_t> weights;
+
+  PhaseTaps(const Phase& ph, const std::vector<float>& filter, int64_t fh, int64_t fw) {
+    for (const ColTap& ct : ph.taps) offsets.push_back(ct.offset);
+    for (int64_t ky = 0; ky < fh; ++ky) {
+      for (const ColTap& ct : ph.taps) weights.push_back(acc_t(filter[ky * fw + ct.kx]));
+    }
+  }
+  int64_t size() const { return int64_t(offsets.size()); }
+  const acc_t* row_weights(int64_t ky) const { return weights.data() + ky * size(); }
+};
 
 template <typename scalar_t>
 void upfirdn2d_kernel(const at::Tensor& x, const std::vector<float>& weights,
                       const UpFirDnConfig& cfg, at::Tensor& y) {
   using acc_t = at::opmath_type<scalar_t>;
-  const ColumnPlan plan = plan_columns(cfg);
-  const int64_t B = kBlock<acc_t>;
-  // Buffer columns cover [xlo, xhi) plus one block of slack so the last (partial) block of
-  // outputs may read past the end without bounds checks.
-  const int64_t buf_w = (plan.xhi - plan.xlo) + B * plan.S;
+  constexpr int64_t L = kLanes<acc_t>;
+  const ColumnPlan plan = plan_columns(cfg, L);
+  std::vector<PhaseTaps<acc_t>> phase_taps;
+  for (const Phase& ph : plan.phases) phase_taps.emplace_back(ph, weights, cfg.fh, cfg.fw);
+
+  // The first vertical tap of every output row that lands on an input row (the integer
+  // divisions hoisted out of the row loop). Later ones follow every upy taps / 1 input row.
+  std::vector<std::pair<int64_t, int64_t>> first_tap(cfg.out_h);  // (ky, iy)
+  for (int64_t oy = 0; oy < cfg.out_h; ++oy) {
+    const int64_t base = oy * cfg.downy - cfg.pady0;  // upsampled row read by ky = 0
+    const int64_t ky = floor_mod(-base, cfg.upy);
+    first_tap[oy] = {ky, floor_div(base + ky, cfg.upy)};
+  }
 
   // Work items: (plane, block of output rows), each around kGrainElements outputs.
-  const int64_t rows_per_item =
-      std::clamp<int64_t>(kGrainElements / std::max<int64_t>(cfg.out_w, 1), 1, cfg.out_h);
+  const int64_t rows_per_item = std::clamp<int64_t>(kGrainElements / cfg.out_w, 1, cfg.out_h);
   const int64_t items_per_plane = ceil_div(cfg.out_h, rows_per_item);
-  const int64_t outputs_per_item = rows_per_item * cfg.out_w;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / outputs_per_item);
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / (rows_per_item * cfg.out_w));
+  const int64_t max_count = ceil_div(cfg.out_w, plan.P);
 
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
 
   at::parallel_for(0, cfg.planes * items_per_plane, grain, [&](int64_t first, int64_t last) {
-    std::vector<acc_t> buf;
-    std::vector<Tap2d<acc_t>> taps;
-    taps.reserve(cfg.fh * cfg.fw);
+    RowBuffer<acc_t> buf(plan, cfg.in_w);
+    std::vector<std::pair<int64_t, const acc_t*>> row_taps;  // (ky, buffer row)
+    std::vector<RowSource<acc_t>> rows;
+    row_taps.reserve(cfg.fh);
+    rows.reserve(cfg.fh);
+    std::vector<acc_t> row_out(ceil_div(max_count, L) * L);
+
     for (int64_t item = first; item < last; ++item) {
       const int64_t plane = item / items_per_plane;
       const int64_t oy0 = (item % items_per_plane) * rows_per_item;
       const int64_t oy1 = std::min(oy0 + rows_per_item, cfg.out_h);
       const auto [iy_lo, iy_hi] = input_rows_for(cfg, oy0, oy1);
-
-      // Copy the needed input rows into zero-padded accumulator-typed rows (also converts
-      // half / bfloat16 once instead of once per tap).
-      buf.assign((iy_hi - iy_lo) * buf_w, acc_t(0));
-      const int64_t col_lo = std::max<int64_t>(plan.xlo, 0);
-      const int64_t col_hi = std::min<int64_t>(plan.xhi, cfg.in_w);
-      for (int64_t iy = iy_lo; iy < iy_hi; ++iy) {
-        const scalar_t* src = xp + (plane * cfg.in_h + iy) * cfg.in_w;
-        acc_t* dst = buf.data() + (iy - iy_lo) * buf_w - plan.xlo;
-        for (int64_t ix = col_lo; ix < col_hi; ++ix) dst[ix] = acc_t(src[ix]);
-      }
+      buf.fill(xp + plane * cfg.in_h * cfg.in_w, iy_lo, iy_hi);
 
       for (int64_t oy = oy0; oy < oy1; ++oy) {
+        // Vertical taps that land on real input rows.
+        row_taps.clear();
+        auto [ky, iy] = first_tap[oy];
+        for (; ky < cfg.fh; ky += cfg.upy, ++iy) {
+          if (iy >= iy_lo && iy < iy_hi) row_taps.push_back({ky, buf.row(iy)});
+        }
         scalar_t* out_row = yp + (plane * cfg.out_h + oy) * cfg.out_w;
-        const int64_t base = oy * cfg.downy - cfg.pady0;  // upsampled row read by ky = 0
         for (int64_t p = 0; p < plan.P; ++p) {
-          const Phase& ph = plan.phases[p];
-          if (ph.count == 0) continue;
-          taps.clear();
-          // First vertical tap that lands on a real row, then every upy-th one.
-          for (int64_t ky = floor_mod(-base, cfg.upy); ky < cfg.fh; ky += cfg.upy) {
-            const int64_t iy = (base + ky) / cfg.upy;  // exact: upy divides base + ky
-            if (iy < iy_lo || iy >= iy_hi) continue;
-            const acc_t* row = buf.data() + (iy - iy_lo) * buf_w - plan.xlo;
-            for (const ColTap& ct : ph.taps) {
-              taps.push_back({row + ct.c, acc_t(weights[ky * cfg.fw + ct.kx])});
-            }
-          }
-          correlate_phase_dispatch<scalar_t, acc_t>(taps.data(), int64_t(taps.size()), ph.count,
-                                                    plan.S, plan.P, out_row + p);
+          const PhaseTaps<acc_t>& pt = phase_taps[p];
+          const int64_t count = plan.phases[p].count;
+          if (count == 0) continue;
+          rows.clear();
+          for (const auto& [tap_ky, row] : row_taps) rows.push_back({row, pt.row_weights(tap_ky)});
+          correlate_row(rows.data(), int64_t(rows.size()), pt.offsets.data(), pt.size(), count,
+                        row_out.data());
+          store_phase(row_out.data(), count, plan.P, out_row + p);
         }
       }
     }

@@ -177,28 +177,31 @@ template <typename T>
 struct BiasActParams {
   T alpha;
   T gain;
-  T clamp;  // only read when clamping is enabled
+  T clamp;        // +inf when not clamping, so the forward clamp is a no-op
+  bool no_clamp;  // clamp < 0 in the API: the gradient mask is all ones (NaN passes too)
 };
 
+template <typename T>
+OPS_HD BiasActParams<T> make_bias_act_params(double alpha, double gain, double clamp) {
+  return {T(alpha), T(gain), clamp < 0 ? T(INFINITY) : T(clamp), clamp < 0};
+}
+
 // The per-element computation of every mode. `s` is x + b, `dy` is ignored in Forward.
-// kClamp is a template parameter so that the unclamped gradient modes never evaluate f.
-template <Act A, Mode M, bool kClamp, typename T>
+// Clamping is a runtime parameter (see BiasActParams) rather than a template one: the
+// kernels are memory-bound and the halved number of instantiations halves the JIT build.
+template <Act A, Mode M, typename T>
 OPS_HD T bias_act_element(T s, T dy, const BiasActParams<T>& p) {
   using Math = ActMath<A, T>;
+  const T y = p.gain * Math::f(s, p.alpha);
   if (M == Mode::Forward) {
-    T y = p.gain * Math::f(s, p.alpha);
-    if (kClamp) y = y > p.clamp ? p.clamp : (y < -p.clamp ? -p.clamp : y);
-    return y;
+    // Written with comparisons (not fmin/fmax) so NaN propagates like torch.clamp.
+    return y > p.clamp ? p.clamp : (y < -p.clamp ? -p.clamp : y);
   }
-  T d = (M == Mode::Grad) ? Math::d1(s, p.alpha) : Math::d2(s, p.alpha);
-  T g = dy * p.gain * d;
-  if (kClamp) {
-    // clamp's backward passes the gradient where -clamp <= y <= clamp.
-    T y = p.gain * Math::f(s, p.alpha);
-    T ay = y < T(0) ? -y : y;
-    g = ay <= p.clamp ? g : T(0);
-  }
-  return g;
+  const T d = (M == Mode::Grad) ? Math::d1(s, p.alpha) : Math::d2(s, p.alpha);
+  const T g = dy * p.gain * d;
+  // clamp's backward passes the gradient where -clamp <= y <= clamp.
+  const T ay = y < T(0) ? -y : y;
+  return (p.no_clamp || ay <= p.clamp) ? g : T(0);
 }
 
 }  // namespace ganbrush

@@ -1,0 +1,292 @@
+"""StyleGAN2 training: alternating G/D steps with lazy regularisation, style mixing, an EMA
+generator, DiffAugment, checkpoints that resume losing at most one interval, sample grids and
+loss curves.
+
+A run folder holds ``config.json``, ``checkpoint.pt`` (all training state, read back with
+``torch.load(weights_only=True)``), ``generator_ema.safetensors`` (loadable with
+:func:`stylegan_ops.load_generator`), ``log.jsonl``, ``samples_<kimg>.png`` and ``losses.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from stylegan_ops.augment import POLICIES, diff_augment
+from stylegan_ops.checkpoints import save_generator
+from stylegan_ops.images import save_image_grid
+from stylegan_ops.losses import PathLengthRegularizer, discriminator_loss, generator_loss, r1_penalty
+from stylegan_ops.networks import Discriminator, Generator, GeneratorConfig, channels_for
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run (saved as ``config.json``; a resumed run keeps its own)."""
+
+    resolution: int = 64
+    z_dim: int = 256
+    w_dim: int = 256
+    mapping_layers: int = 4
+    channel_base: int = 8192
+    channel_max: int = 256
+    batch: int = 32
+    lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float | None = None  # None: 0.0002 * res^2 / batch (the StyleGAN2-ADA heuristic)
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    style_mixing_prob: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+    augment: tuple[str, ...] = POLICIES
+    kimg_per_interval: float = 4.0
+    seed: int = 0
+    mixed_precision: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    extra: dict = field(default_factory=dict)
+
+    def gamma(self) -> float:
+        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.resolution**2 / self.batch
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(img_resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim,
+                               mapping_layers=self.mapping_layers,
+                               channels=channels_for(self.resolution, self.channel_base, self.channel_max))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["betas"] = tuple(d["betas"])
+        d["augment"] = tuple(d["augment"])
+        return cls(**d)
+
+
+# Named presets; "tiny" is for tests and smoke runs.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, batch=8,
+                 kimg_per_interval=0.2),
+    "cpu64": dict(resolution=64, z_dim=256, w_dim=256, mapping_layers=4, channel_base=4096, channel_max=128,
+                  batch=16, kimg_per_interval=2.0),
+    "gpu64": dict(resolution=64, z_dim=512, w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,
+                  batch=64, kimg_per_interval=20.0),
+}
+
+
+def _lazy_adam(params, cfg: TrainConfig, interval: int) -> torch.optim.Adam:
+    # Regularising only every `interval` steps: scale lr and betas so the effective step matches.
+    c = interval / (interval + 1)
+    return torch.optim.Adam(params, lr=cfg.lr * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8)
+
+
+def _infinite(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
+    while True:
+        yield from loader
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike,
+                 device: str | torch.device = "cpu") -> None:
+        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), torch.device(device)
+        torch.manual_seed(cfg.seed)
+        self.G = Generator(cfg.generator_config()).to(self.device).train()
+        self.D = Discriminator(cfg.resolution, channels=self.G.cfg.channels).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_G = _lazy_adam(self.G.parameters(), cfg, cfg.pl_interval)
+        self.opt_D = _lazy_adam(self.D.parameters(), cfg, cfg.r1_interval)
+        self.pl = PathLengthRegularizer()
+        self.step = 0
+        self.images_seen = 0
+        self.history: list[dict] = []
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=True,
+                                             num_workers=0, generator=torch.Generator().manual_seed(cfg.seed))
+        if len(loader) == 0:
+            raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of {cfg.batch}")
+        self.data = _infinite(loader)
+        self.fixed_z = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(1234))
+
+    # ---------------------------------------------------------------------------------------
+    def _autocast(self):
+        enabled = self.cfg.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _sample_ws(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.G.z_dim, device=self.device)
+        ws = self.G.mapping(z, update_w_avg=True)
+        if random.random() < self.cfg.style_mixing_prob:
+            # Style mixing: layers from `cut` on take another latent, so styles stay separable.
+            cut = random.randint(1, self.G.num_ws - 1)
+            ws2 = self.G.mapping(torch.randn_like(z))
+            ws = torch.cat([ws[:, :cut], ws2[:, cut:]], dim=1)
+        return ws
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.augment)
+
+    def train_step(self) -> dict[str, float]:
+        cfg, stats = self.cfg, {}
+        real = next(self.data).to(self.device, non_blocking=True)
+        n = real.shape[0]
+
+        # Generator: non-saturating loss, plus path length every pl_interval steps.
+        self.D.requires_grad_(False)
+        with self._autocast():
+            fake = self.G.synthesis(self._sample_ws(n), noise_mode="random")
+            loss_g = generator_loss(self.D(self._augment(fake)).float())
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        stats["loss_G"] = loss_g.item()
+        if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
+            pl = self.pl(self.G, self._sample_ws(max(n // cfg.pl_batch_shrink, 1)))
+            (pl * cfg.pl_weight * cfg.pl_interval).backward()
+            stats["pl_penalty"] = pl.item()
+        self.opt_G.step()
+
+        # Discriminator: logistic loss, plus R1 on reals every r1_interval steps.
+        self.D.requires_grad_(True)
+        with torch.no_grad(), self._autocast():
+            fake = self.G.synthesis(self._sample_ws(n), noise_mode="random")
+        with self._autocast():
+            loss_d = discriminator_loss(self.D(self._augment(real)).float(), self.D(self._augment(fake)).float())
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        stats["loss_D"] = loss_d.item()
+        if self.step % cfg.r1_interval == 0:
+            r1, _ = r1_penalty(self.D, real, self._augment)
+            (r1 * (cfg.gamma() / 2) * cfg.r1_interval).backward()
+            stats["r1_penalty"] = r1.item()
+        self.opt_D.step()
+
+        self._update_ema(n)
+        self.step += 1
+        self.images_seen += n
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self, n: int) -> None:
+        ema_images = self.cfg.ema_kimg * 1000
+        if self.cfg.ema_rampup is not None:
+            ema_images = min(ema_images, self.images_seen * self.cfg.ema_rampup)
+        beta = 0.5 ** (n / max(ema_images, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl": self.pl.state_dict(),
+            "step": self.step, "images_seen": self.images_seen, "history": json.dumps(self.history),
+            "torch_rng": torch.get_rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("G", "D", "G_ema", "opt_G", "opt_D", "pl"):
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save_checkpoint(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "checkpoint.pt.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.run_dir / "checkpoint.pt")  # atomic: a kill never leaves half a file
+        save_generator(self.G_ema, self.run_dir / "generator_ema.safetensors",
+                       metadata={"kimg": f"{self.images_seen / 1000:.1f}", "step": str(self.step)})
+
+    def write_interval_outputs(self, stats: dict[str, float], images_per_s: float) -> None:
+        kimg = self.images_seen / 1000
+        record = {"kimg": round(kimg, 3), "step": self.step, "images_per_s": round(images_per_s, 2), **stats}
+        self.history.append(record)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with torch.no_grad():
+            grid = self.G_ema(self.fixed_z.to(self.device), noise_mode="const")
+        save_image_grid(grid, self.run_dir / f"samples_{int(round(kimg * 1000)):08d}.png", ncols=4)
+        plot_losses(self.history, self.run_dir / "losses.png")
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("loss_G", "loss_D", "r1_penalty", "pl_penalty") if any(k in h for h in history)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(h["kimg"], h[key]) for h in history if key in h]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        ax.set_title(key)
+        ax.set_xlabel("kimg")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike, kimg: float,
+          device: str = "cpu", resume_from: str | os.PathLike | None = None, progress: bool = True) -> Trainer:
+    """Train until ``kimg`` thousand real images have been shown (counting from the run's start).
+
+    With ``resume_from`` (a run folder, usually ``run_dir`` itself), training state is read from
+    its ``checkpoint.pt`` and its saved config wins over ``cfg``. Every ``cfg.kimg_per_interval``
+    a checkpoint, a sample grid, the loss plot and a log line are written to ``run_dir``, so a
+    killed run loses at most one interval.
+    """
+    run_dir = Path(run_dir)
+    state = None
+    same_run = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
+    if (run_dir / "checkpoint.pt").exists() and not same_run:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it")
+    if resume_from is not None:
+        ckpt = Path(resume_from) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: nothing to resume (start without --resume)")
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        cfg = TrainConfig.from_dict(json.loads(state["config"]))
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    trainer = Trainer(cfg, dataset, run_dir, device)
+    if state is not None:
+        trainer.load_state_dict(state)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    total = int(kimg * 1000)
+    interval = max(int(cfg.kimg_per_interval * 1000), cfg.batch)
+    next_save = (trainer.images_seen // interval + 1) * interval
+    bar = tqdm(total=total, initial=min(trainer.images_seen, total), unit="img", disable=not progress,
+               desc="train stylegan")
+    sums: dict[str, list[float]] = {}
+    t0, seen0 = time.perf_counter(), trainer.images_seen
+    while trainer.images_seen < total:
+        stats = trainer.train_step()
+        for k, v in stats.items():
+            sums.setdefault(k, []).append(v)
+        bar.update(cfg.batch)
+        rate = (trainer.images_seen - seen0) / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(kimg=f"{trainer.images_seen / 1000:.1f}", img_s=f"{rate:.1f}", G=f"{stats['loss_G']:.2f}",
+                        D=f"{stats['loss_D']:.2f}")
+        if trainer.images_seen >= next_save or trainer.images_seen >= total:
+            means = {k: float(np.mean(v)) for k, v in sums.items() if all(math.isfinite(x) for x in v)}
+            trainer.write_interval_outputs(means, rate)
+            trainer.save_checkpoint()
+            sums.clear()
+            next_save += interval
+    bar.close()
+    return trainer

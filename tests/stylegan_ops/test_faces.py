@@ -1,0 +1,147 @@
+"""Face data: the held-out split on the real shared listing, framing, the packed format and
+``FaceDataset``."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stylegan_ops import faces
+from stylegan_ops.faces import FaceDataset, build_face_dataset, is_held_out, split_files
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+HAVE_DATA = all((DATA / "faces" / d).is_dir() for d in ("celeba-10k", "utkface"))
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"shared face data not found at {DATA}")
+
+
+def test_celeba_rule_by_number_and_name():
+    assert not is_held_out("celeba", 1)
+    assert not is_held_out("celeba", 9000)
+    assert is_held_out("celeba", 9001)
+    assert is_held_out("celeba", "010000.jpg")
+    assert not is_held_out("celeba", "009000.jpg")
+    with pytest.raises(ValueError):
+        is_held_out("celeba", 10001)
+    with pytest.raises(ValueError, match="unknown face source"):
+        is_held_out("ffhq", 1)
+
+
+def test_utkface_rule_by_index():
+    assert [i for i in range(45) if is_held_out("utkface", i)] == [0, 20, 40]
+
+
+@needs_data
+def test_split_counts_and_disjointness_on_the_real_listing():
+    for source, total, held in (("celeba", 10_000, 1000), ("utkface", 9780, 489)):
+        names = faces.list_source_files(source, DATA)
+        train, heldout = split_files(source, "train", DATA), split_files(source, "heldout", DATA)
+        assert len(names) == total
+        assert len(heldout) == held and len(train) == total - held
+        assert not set(train) & set(heldout) and set(train) | set(heldout) == set(names)
+        assert not any(is_held_out(source, n, DATA) for n in train)
+        assert all(is_held_out(source, n, DATA) for n in heldout)
+    assert split_files("celeba", "heldout", DATA)[0] == "009001.jpg"
+    utk = sorted(faces.list_source_files("utkface", DATA))
+    assert split_files("utkface", "heldout", DATA) == utk[::20]
+
+
+@needs_data
+def test_framing_puts_both_sources_eyes_in_the_same_place():
+    # The boxes come from measured mean landmarks; check the arithmetic lands both sources' eyes
+    # on the same output position and scale (within 5% of the side).
+    out = {}
+    for s, g in faces.GEOMETRY.items():
+        left, top, right, _ = g.box()
+        side = right - left
+        out[s] = ((g.eye_center[0] - left) / side, (g.eye_center[1] - top) / side, g.eye_distance / side)
+    np.testing.assert_allclose(out["celeba"], out["utkface"], atol=0.05)
+    # UTKFace's box lies inside its 200x200 picture: no invented padding for half of the data.
+    left, top, right, bottom = faces.GEOMETRY["utkface"].box()
+    assert left >= 0 and top >= 0 and right <= 200 and bottom <= 200
+
+
+def test_frame_face_pads_a_box_outside_the_picture():
+    from PIL import Image
+
+    img = Image.fromarray(np.full((109, 89, 3), 200, np.uint8))
+    framed = faces.frame_face(img, "celeba", 32, margin=6.0)  # far larger than the picture
+    assert framed.shape == (32, 32, 3) and framed.dtype == np.uint8
+    assert np.abs(framed.astype(int) - 200).max() <= 2  # a flat picture stays flat, no black border
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory) -> Path:
+    if not HAVE_DATA:
+        pytest.skip(f"shared face data not found at {DATA}")
+    out = tmp_path_factory.mktemp("faces") / "train64"
+    build_face_dataset(out, res=64, split="train", data_root=DATA, limit=12, progress=False)
+    return out
+
+
+@needs_data
+def test_build_writes_packed_images_meta_report_and_sheet(small_set):
+    images = np.load(small_set / "images.npy", mmap_mode="r")
+    assert images.shape == (24, 64, 64, 3) and images.dtype == np.uint8
+    meta = json.loads((small_set / "meta.json").read_text())
+    assert meta["res"] == 64 and meta["split"] == "train" and meta["sources"] == ["celeba", "utkface"]
+    assert meta["counts"] == {"celeba": 12, "utkface": 12} and len(meta["files"]) == 24
+    assert meta["files"][0] == "celeba/000001.jpg"
+    assert not any(is_held_out(f.split("/")[0], f.split("/")[1], DATA) for f in meta["files"])
+    assert (small_set / "contact_sheet.png").stat().st_size > 0
+    assert "| celeba | 12 |" in (small_set / "report.md").read_text()
+    assert 40 < images.mean() < 220 and images.std() > 20  # real pictures, not blank
+
+
+@needs_data
+def test_build_refuses_a_non_empty_dir_unless_forced(small_set, tmp_path):
+    with pytest.raises(FileExistsError, match="--force"):
+        build_face_dataset(small_set, res=64, data_root=DATA, limit=2, progress=False)
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        build_face_dataset(tmp_path, res=64, data_root=DATA, limit=2, progress=False)
+    build_face_dataset(tmp_path, res=64, split="heldout", data_root=DATA, limit=2, force=True, progress=False)
+    utk = [f"utkface/{n}" for n in split_files("utkface", "heldout", DATA)[:2]]
+    assert json.loads((tmp_path / "meta.json").read_text())["files"] == ["celeba/009001.jpg", "celeba/009002.jpg", *utk]
+
+
+@needs_data
+def test_128px_is_utkface_only(tmp_path):
+    with pytest.raises(ValueError, match="CelebA"):
+        build_face_dataset(tmp_path / "a", res=128, data_root=DATA, limit=2, progress=False)
+    assert not (tmp_path / "a").exists()
+    r = build_face_dataset(tmp_path / "b", res=128, sources=("utkface",), data_root=DATA, limit=3, progress=False)
+    assert r.counts == {"utkface": 3}
+    assert np.load(tmp_path / "b" / "images.npy", mmap_mode="r").shape == (3, 128, 128, 3)
+    with pytest.raises(ValueError, match="power of two"):
+        build_face_dataset(tmp_path / "c", res=48, data_root=DATA, limit=2, progress=False)
+
+
+@needs_data
+def test_face_dataset_range_shape_and_flip(small_set):
+    ds = FaceDataset(small_set)
+    raw = np.load(small_set / "images.npy", mmap_mode="r")
+    assert len(ds) == 24
+    x = ds[3]
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    assert -1 <= x.min() and x.max() <= 1
+    expected = torch.from_numpy(raw[3].astype(np.float32)).permute(2, 0, 1) / 127.5 - 1
+    torch.testing.assert_close(x, expected)
+
+    flipping = FaceDataset(small_set, xflip=True)
+    torch.manual_seed(0)
+    seen = {"same": 0, "flipped": 0}
+    for _ in range(40):
+        y = flipping[3]
+        if torch.equal(y, expected):
+            seen["same"] += 1
+        else:
+            torch.testing.assert_close(y, expected.flip(-1))
+            seen["flipped"] += 1
+    assert seen["same"] > 5 and seen["flipped"] > 5
+
+
+def test_face_dataset_rejects_a_non_dataset_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ganbrush data faces"):
+        FaceDataset(tmp_path)
