@@ -7,6 +7,7 @@ import os
 import sys
 
 from stylegan_ops import cli as stylegan_cli
+from stylegan_ops import data_cli
 
 # Errors whose message is meant for the user: printed as one line, no traceback.
 USER_ERRORS = (ValueError, OSError, RuntimeError)
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbrush", description="Semantic photo manipulation with GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
     stylegan_cli.register(sub)
+    data_cli.register(sub)
     return parser
 
 
