@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from stylegan_ops.formats import nvidia, rosinality
-from stylegan_ops.formats.common import FormatError, generator_from_state
+from stylegan_ops.formats.common import DERIVED_SUFFIXES, FormatError, generator_from_state
 from stylegan_ops.formats.safe_pickle import UnsafePickleError
 from stylegan_ops.networks import Generator, GeneratorConfig
 
@@ -126,11 +126,10 @@ def save_generator(G: Generator, path: str | os.PathLike, dtype: torch.dtype | N
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: ganbrush generators are saved as .safetensors")
-    skip = ("resample_filter",)
     tensors = {
         k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in G.state_dict().items()
-        if not k.endswith(skip)
+        if not k.endswith(DERIVED_SUFFIXES)
     }
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": json.dumps(G.cfg.to_dict())}
     meta.update(metadata or {})

@@ -34,7 +34,7 @@ SOURCES = {
     "cpp": ["ops_cpu.cpp"],
     "cuda": ["ops_cuda.cpp", "bias_act_cuda.cu", "upfirdn2d_cuda.cu"],
 }
-HEADERS = ["ops_math.h"]
+HEADERS = ["ops_math.h", "ops_checks.h", "cuda_utils.cuh"]
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 LDFLAGS = ["-fopenmp"]
 NVCC_FLAGS = ["-O3", "--use_fast_math"]
@@ -228,12 +228,6 @@ def try_load(kind: str) -> types.ModuleType | None:
                 stacklevel=3,
             )
         return None
-
-
-def is_built(kind: str) -> bool:
-    """Whether a finished build for the current sources exists in the cache (no build is run)."""
-    directory = build_dir(kind)
-    return any(directory.glob("*.so"))
 
 
 def reset() -> None:

@@ -13,19 +13,12 @@
 
 #include <algorithm>
 
+#include "cuda_utils.cuh"
+
 #include "ops_math.h"
 
 namespace ganbrush {
 namespace {
-
-// Streams and devices come from c10 directly (at::cuda::getCurrentCUDAStream is an alias of
-// c10::cuda::getCurrentCUDAStream): ATen/cuda/CUDAContext.h would also pull in the cuBLAS /
-// cuSPARSE headers, which minimal CUDA toolkits do not ship.
-int multiprocessor_count(int device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
 
 // x is viewed as [outer, channels, inner]; b (if any) has `channels` entries.
 template <Act A, Mode M, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>

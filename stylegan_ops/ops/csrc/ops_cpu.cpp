@@ -28,6 +28,7 @@
 #include <numeric>
 #include <vector>
 
+#include "ops_checks.h"
 #include "ops_math.h"
 
 namespace ganbrush {
@@ -39,9 +40,8 @@ constexpr int64_t kGrainElements = 32768;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Floor division / modulo that are correct for negative numerators (paddings can be
-// negative, so tap positions can be left of the image).
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+// Modulo that is correct for negative numerators (paddings can be negative, so tap positions
+// can be left of the image); floor_div is in ops_checks.h.
 int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
 
 // Runs fn(row, begin, end) over `rows` rows of `row_len` elements each. Long rows are cut
@@ -161,11 +161,7 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Te
                     double clamp) {
   TORCH_CHECK(x_in.device().is_cpu(), "bias_act (cpu): x must be a CPU tensor, got ",
               x_in.device());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
-              "bias_act: x must be a floating point tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(mode >= 0 && mode < kNumModes, "bias_act: unknown mode ", mode);
-  TORCH_CHECK(act >= 0 && act < kNumActs, "bias_act: unknown activation code ", act);
-  TORCH_CHECK(std::isfinite(alpha) && std::isfinite(gain), "bias_act: alpha and gain must be finite");
+  check_bias_act_args(x_in, mode, act, alpha, gain);
 
   at::Tensor x = x_in.contiguous();
   at::Tensor b = b_in;
@@ -575,16 +571,7 @@ at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int64_t upx
                      int64_t pady1, bool flip, double gain) {
   TORCH_CHECK(x_in.device().is_cpu() && f_in.device().is_cpu(),
               "upfirdn2d (cpu): x and f must be CPU tensors");
-  TORCH_CHECK(x_in.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got shape ", x_in.sizes());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
-              "upfirdn2d: x must be a floating point tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(f_in.dim() == 2 && f_in.numel() > 0,
-              "upfirdn2d: f must be a non-empty 2-D [fh, fw] filter, got shape ", f_in.sizes());
-  TORCH_CHECK(f_in.scalar_type() == at::kFloat, "upfirdn2d: f must be float32, got ",
-              f_in.scalar_type());
-  TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1,
-              "upfirdn2d: up and down factors must be >= 1, got up=(", upx, ", ", upy,
-              ") down=(", downx, ", ", downy, ")");
+  check_upfirdn2d_args(x_in, f_in, upx, upy, downx, downy);
 
   const at::Tensor x = x_in.contiguous();
   const at::Tensor f = f_in.contiguous();

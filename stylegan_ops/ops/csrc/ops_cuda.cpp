@@ -13,6 +13,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ops_checks.h"
 #include "ops_math.h"
 
 namespace ganbrush {
@@ -27,17 +28,11 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& weights, int64_
 
 namespace {
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b_in, const at::Tensor& dy_in,
                     int64_t mode, int64_t dim, int64_t act, double alpha, double gain,
                     double clamp) {
   TORCH_CHECK(x_in.is_cuda(), "bias_act (cuda): x must be a CUDA tensor, got ", x_in.device());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
-              "bias_act: x must be a floating point tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(mode >= 0 && mode < kNumModes, "bias_act: unknown mode ", mode);
-  TORCH_CHECK(act >= 0 && act < kNumActs, "bias_act: unknown activation code ", act);
-  TORCH_CHECK(std::isfinite(alpha) && std::isfinite(gain), "bias_act: alpha and gain must be finite");
+  check_bias_act_args(x_in, mode, act, alpha, gain);
 
   const at::Tensor x = x_in.contiguous();
   at::Tensor b = b_in;
@@ -71,16 +66,7 @@ at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int64_t upx
   TORCH_CHECK(x_in.is_cuda() && f_in.device() == x_in.device(),
               "upfirdn2d (cuda): x and f must be CUDA tensors on the same device, got ",
               x_in.device(), " and ", f_in.device());
-  TORCH_CHECK(x_in.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got shape ", x_in.sizes());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
-              "upfirdn2d: x must be a floating point tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(f_in.dim() == 2 && f_in.numel() > 0,
-              "upfirdn2d: f must be a non-empty 2-D [fh, fw] filter, got shape ", f_in.sizes());
-  TORCH_CHECK(f_in.scalar_type() == at::kFloat, "upfirdn2d: f must be float32, got ",
-              f_in.scalar_type());
-  TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1,
-              "upfirdn2d: up and down factors must be >= 1, got up=(", upx, ", ", upy,
-              ") down=(", downx, ", ", downy, ")");
+  check_upfirdn2d_args(x_in, f_in, upx, upy, downx, downy);
 
   const at::Tensor x = x_in.contiguous();
   const int64_t fh = f_in.size(0), fw = f_in.size(1);
