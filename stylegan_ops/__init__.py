@@ -1,6 +1,7 @@
 """StyleGAN2 building blocks for ganbrush: compiled ops, networks and checkpoint formats."""
 
-from stylegan_ops.checkpoints import CheckpointError, load_generator, save_generator
+from stylegan_ops.checkpoints import CheckpointError, generator_hash, load_generator, save_generator
 from stylegan_ops.networks import Discriminator, Generator, GeneratorConfig
 
-__all__ = ["CheckpointError", "Discriminator", "Generator", "GeneratorConfig", "load_generator", "save_generator"]
+__all__ = ["CheckpointError", "Discriminator", "Generator", "GeneratorConfig", "generator_hash", "load_generator",
+           "save_generator"]

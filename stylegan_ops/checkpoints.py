@@ -6,6 +6,7 @@ The format is recognised from the file's content, not its name. Every failure is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -142,3 +143,13 @@ def save_generator(G: Generator, path: str | os.PathLike, dtype: torch.dtype | N
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def generator_hash(G: Generator) -> str:
+    """A short fingerprint of a generator's architecture and weights (parameters and buffers as
+    float32): latents saved against one generator are only meaningful for the same one."""
+    h = hashlib.sha256(json.dumps(G.cfg.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(G.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

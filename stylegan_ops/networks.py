@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,9 +180,13 @@ class StyledConv(nn.Module):
         self.resolution = resolution
         self.conv_clamp = conv_clamp
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const",
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise`` (``[N or 1, 1, res, res]``), when given, replaces the one ``noise_mode`` picks."""
         x = self.conv(x, w)
-        if noise_mode == "const":
+        if noise is not None:
+            x = x + noise.to(x.dtype) * self.noise_strength
+        elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
@@ -219,13 +224,17 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGB(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_ws = 2 if self.first else 3  # ws consumed: convs + toRGB (toRGB's index is shared)
 
-    def forward(self, x, img, ws: torch.Tensor, noise_mode: NoiseMode):
+    def styled_convs(self) -> list[StyledConv]:
+        return [self.conv1] if self.first else [self.conv0, self.conv1]
+
+    def forward(self, x, img, ws: torch.Tensor, noise_mode: NoiseMode,
+                noises: Sequence[torch.Tensor | None] = (None, None)):
         if self.first:
             x = self.const[None].expand(ws.shape[0], -1, -1, -1)
-            x = self.conv1(x, ws[:, 0], noise_mode)
+            x = self.conv1(x, ws[:, 0], noise_mode, noises[0])
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode)
-            x = self.conv1(x, ws[:, 1], noise_mode)
+            x = self.conv0(x, ws[:, 0], noise_mode, noises[0])
+            x = self.conv1(x, ws[:, 1], noise_mode, noises[1])
         y = self.torgb(x, ws[:, -1])
         img = y if img is None else upsample2d(img, self.resample_filter) + y
         return x, img
@@ -246,17 +255,28 @@ class SynthesisNetwork(nn.Module):
             self.blocks[f"b{res}"] = SynthesisBlock(in_ch, cfg.channels[res], cfg.w_dim, res, cfg.img_channels,
                                                     f.clone(), cfg.conv_clamp)
 
-    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+    def styled_convs(self) -> list[StyledConv]:
+        """Every noise-carrying layer, in the order :meth:`forward` takes ``noises``."""
+        return [conv for block in self.blocks.values() for conv in block.styled_convs()]
+
+    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
+                noises: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must be [N, {self.num_ws}, w_dim], got {tuple(ws.shape)}")
+        num_noises = len(self.styled_convs())
+        if noises is not None and len(noises) != num_noises:
+            raise ValueError(f"noises must hold {num_noises} maps (one per styled conv), got {len(noises)}")
         ws = ws.to(torch.float32)
         x = img = None
-        w_idx = 0
+        w_idx = n_idx = 0
         for block in self.blocks.values():
-            x, img = block(x, img, ws[:, w_idx : w_idx + block.num_ws], noise_mode)
+            n = len(block.styled_convs())
+            block_noises = (None, None) if noises is None else noises[n_idx : n_idx + n]
+            x, img = block(x, img, ws[:, w_idx : w_idx + block.num_ws], noise_mode, block_noises)
             w_idx += block.num_ws - 1
+            n_idx += n
         return img
 
 
@@ -291,9 +311,17 @@ class Generator(nn.Module):
             ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], truncation_psi)
         return ws
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
-        """``ws [N, num_ws, w_dim] -> images [N, C, H, W]`` in about [-1, 1]."""
-        return self.synthesis_network(ws, noise_mode)
+    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
+                  noises: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``ws [N, num_ws, w_dim] -> images [N, C, H, W]`` in about [-1, 1].
+
+        ``noises``: explicit per-layer noise maps ``[N or 1, 1, res, res]`` in the order of
+        :meth:`noise_maps` (projectors optimise them); they override ``noise_mode``."""
+        return self.synthesis_network(ws, noise_mode, noises)
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        """The constant noise of every styled conv as ``[1, 1, res, res]`` copies (coarse to fine)."""
+        return [conv.noise_const.detach().clone()[None, None] for conv in self.synthesis_network.styled_convs()]
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 noise_mode: NoiseMode = "const") -> torch.Tensor:

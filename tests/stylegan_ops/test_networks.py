@@ -109,3 +109,22 @@ def test_r1_and_path_length_need_second_order_gradients():
     (gw,) = torch.autograd.grad((img * torch.randn_like(img)).sum(), ws, create_graph=True)
     gw.square().sum().backward()
     assert G.synthesis_network.blocks.b8.conv0.conv.weight.grad.abs().sum() > 0
+
+
+def test_explicit_noise_maps_override_the_noise_mode():
+    G = small_generator().eval()
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    maps = G.noise_maps()
+    assert [m.shape[-1] for m in maps] == [4, 8, 8, 16, 16]
+    with torch.no_grad():
+        for conv in G.synthesis_network.styled_convs():
+            conv.noise_strength.fill_(0.5)
+        const = G.synthesis(ws, noise_mode="const")
+        assert torch.allclose(G.synthesis(ws, noise_mode="none", noises=maps), const, atol=1e-6)
+        per_image = [torch.randn(2, 1, m.shape[-2], m.shape[-1]) for m in maps]
+        other = G.synthesis(ws, noises=per_image)
+        assert not torch.allclose(other, const, atol=1e-3)
+        # Each image of the batch uses its own maps.
+        assert torch.allclose(G.synthesis(ws[1:], noises=[m[1:] for m in per_image]), other[1:], atol=1e-5)
+    with pytest.raises(ValueError, match="noises must hold 5"):
+        G.synthesis(ws, noises=maps[:2])
