@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from manipulate import cli as manipulate_cli
 from stylegan_ops import cli as stylegan_cli
 from stylegan_ops import data_cli
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     stylegan_cli.register(sub)
     data_cli.register(sub)
+    manipulate_cli.register(sub)
     return parser
 
 

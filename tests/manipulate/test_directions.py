@@ -1,0 +1,100 @@
+"""SeFa and GANSpace directions on a small random generator, and their file format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from manipulate.directions import (
+    Direction,
+    DirectionsFileError,
+    ganspace,
+    load_directions,
+    parse_layers,
+    sample_w,
+    save_directions,
+    sefa,
+    style_affine_weights,
+)
+from stylegan_ops.networks import Generator, GeneratorConfig, channels_for
+
+
+def small_generator(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(img_resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channels=channels_for(32, 512, 32))
+    return Generator(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    return small_generator()
+
+
+def test_sefa_vectors_are_the_top_eigenvectors_of_the_affine_weights(G):
+    dirs = sefa(G, num=5, layers=(0, 3), scale_samples=500)
+    a = style_affine_weights(G, (0, 3))
+    a = a / a.norm(dim=1, keepdim=True)
+    gram = a.T @ a
+    vals = []
+    for d in dirs:
+        assert d.layers == (0, 3) and d.source == "sefa"
+        assert torch.isclose(d.vector.norm(), torch.tensor(1.0), atol=1e-5)
+        rayleigh = float(d.vector @ gram @ d.vector)
+        # an eigenvector: A^T A v is parallel to v
+        assert torch.allclose(gram @ d.vector, rayleigh * d.vector, atol=1e-3 * rayleigh)
+        vals.append(rayleigh)
+    assert vals == sorted(vals, reverse=True)
+    top = torch.linalg.eigvalsh(gram)[-1]
+    assert vals[0] == pytest.approx(float(top), rel=1e-4)
+    # SeFa's defining property: the top direction changes the chosen layers' styles the most.
+    rand = torch.nn.functional.normalize(torch.randn(20, G.w_dim), dim=1)
+    assert (a @ dirs[0].vector).norm() > (a @ rand.T).norm(dim=0).max()
+
+
+def test_sefa_depends_on_the_layer_range(G):
+    coarse = sefa(G, num=1, layers=(0, 2), scale_samples=200)[0].vector
+    fine = sefa(G, num=1, layers=(4, 7), scale_samples=200)[0].vector
+    assert abs(float(coarse @ fine)) < 0.99
+
+
+def test_ganspace_matches_pca_of_sampled_w(G):
+    dirs = ganspace(G, num=3, samples=4000, seed=3)
+    w = sample_w(G, 4000, seed=3).double()
+    cov = torch.cov(w.T)
+    evals, evecs = torch.linalg.eigh(cov)
+    for i, d in enumerate(dirs):
+        assert abs(float(d.vector.double() @ evecs[:, -1 - i])) == pytest.approx(1.0, abs=1e-3)
+        assert d.scale == pytest.approx(float(evals[-1 - i].sqrt()), rel=1e-3)
+    assert dirs[0].info["explained_variance"] > dirs[1].info["explained_variance"]
+
+
+def test_directions_round_trip_and_are_refused_for_another_generator(G, tmp_path):
+    dirs = sefa(G, num=2, scale_samples=200) + ganspace(G, num=1, samples=500)
+    path = save_directions(tmp_path / "d.npz", dirs, G)
+    back = load_directions(path, G)
+    assert list(back) == ["sefa0", "sefa1", "ganspace0"]
+    for d in dirs:
+        assert torch.equal(back[d.name].vector, d.vector)
+        assert back[d.name].layers == d.layers and back[d.name].scale == pytest.approx(d.scale)
+    with pytest.raises(FileExistsError, match="--force"):
+        save_directions(path, dirs, G)
+    with pytest.raises(DirectionsFileError, match="ganbrush directions"):
+        load_directions(path, small_generator(seed=1))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DirectionsFileError, match="not a readable"):
+        load_directions(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="unique"):
+        save_directions(tmp_path / "e.npz", [dirs[0], dirs[0]], G)
+
+
+def test_layer_ranges_are_parsed_inclusive_and_checked(G):
+    assert parse_layers("0-5") == (0, 6)
+    assert parse_layers("3") == (3, 4)
+    for bad in ("5-2", "a-b", "1-2-3", ""):
+        with pytest.raises(ValueError, match="FIRST-LAST"):
+            parse_layers(bad)
+    with pytest.raises(ValueError, match="outside"):
+        sefa(G, layers=(0, G.num_ws + 1))
+    with pytest.raises(ValueError, match="toRGB"):
+        style_affine_weights(G, (G.num_ws - 1, G.num_ws))
+    assert isinstance(sefa(G, num=1, scale_samples=100)[0], Direction)
