@@ -1,1 +1,65 @@
-"""ganbrush inpainting (not implemented yet; see the project issues)."""
+"""ganbrush inpainting: EdgeConnect (edge + inpainting generators, official checkpoints) and
+classical baselines (OpenCV Telea / Navier-Stokes, scikit-image biharmonic, PatchMatch).
+
+Conventions (DESIGN.md section 2): images float ``[N, 3, H, W]`` RGB in [-1, 1]; masks
+``[N, 1, H, W]`` in {0, 1} with 1 = hole; edge maps ``[N, 1, H, W]`` in [0, 1] with 1 = edge.
+"""
+
+from inpainting.checkpoints import (
+    CheckpointError,
+    EdgeConnect,
+    load_edgeconnect,
+    load_generator,
+    save_edgeconnect,
+    save_generator,
+)
+from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
+from inpainting.edges import canny_edges, to_gray
+from inpainting.inpaint import METHODS, InpaintResult, Method, inpaint, inpaint_edgeconnect, predict_edges
+from inpainting.masks import (
+    MaskError,
+    hole_ratio,
+    load_irregular_mask,
+    random_mask,
+    read_mask,
+)
+from inpainting.networks import (
+    EdgeConnectGenerator,
+    EdgeGenerator,
+    GeneratorConfig,
+    GeneratorKind,
+    InpaintGenerator,
+    PatchDiscriminator,
+)
+
+__all__ = [
+    "METHODS",
+    "CheckpointError",
+    "EdgeConnect",
+    "EdgeConnectGenerator",
+    "EdgeGenerator",
+    "GeneratorConfig",
+    "GeneratorKind",
+    "InpaintGenerator",
+    "InpaintResult",
+    "MaskError",
+    "Method",
+    "PatchDiscriminator",
+    "canny_edges",
+    "hole_ratio",
+    "inpaint",
+    "inpaint_biharmonic",
+    "inpaint_edgeconnect",
+    "inpaint_ns",
+    "inpaint_patchmatch",
+    "inpaint_telea",
+    "load_edgeconnect",
+    "load_generator",
+    "load_irregular_mask",
+    "predict_edges",
+    "random_mask",
+    "read_mask",
+    "save_edgeconnect",
+    "save_generator",
+    "to_gray",
+]

@@ -26,7 +26,8 @@ def generator_file(tmp_path_factory) -> Path:
 
 
 def test_every_command_has_help():
-    for cmd in (["--help"], ["ops", "--help"], ["ops", "info", "--help"], ["convert", "--help"], ["sample", "--help"]):
+    for cmd in (["--help"], ["ops", "--help"], ["ops", "info", "--help"], ["convert", "--help"], ["sample", "--help"],
+                ["directions", "--help"], ["inpaint", "--help"]):
         out = run(*cmd)
         assert out.returncode == 0 and "usage:" in out.stdout
 

@@ -1,0 +1,85 @@
+"""``ganbrush inpaint``: fill the white region of a mask in a photo (EdgeConnect or a classical method)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inpainting.edges import DEFAULT_SIGMA
+from inpainting.inpaint import Method
+from inpainting.masks import INVERTED_RATIO
+
+
+def _refuse_overwrite(path: Path | None, force: bool) -> None:
+    if path is not None and path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+
+
+def _inpaint(args: argparse.Namespace) -> int:
+    from inpainting.checkpoints import load_edgeconnect
+    from inpainting.images import read_image, read_map, write_image, write_map
+    from inpainting.inpaint import inpaint
+    from inpainting.masks import MaskError, hole_ratio, read_mask
+
+    out = Path(args.out)
+    save_edges = Path(args.save_edges) if args.save_edges else None
+    method = Method(args.method)
+    if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
+        raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
+    _refuse_overwrite(out, args.force)
+    _refuse_overwrite(save_edges, args.force)
+
+    image = read_image(args.image)
+    mask = read_mask(args.mask, invert=args.invert_mask)
+    h, w = image.shape[-2:]
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise MaskError(f"{args.mask} is {mask.shape[-1]}x{mask.shape[-2]} but {args.image} is {w}x{h}; "
+                        "resize the mask to the image")
+    ratio = hole_ratio(mask)
+    hole_colour = "black" if args.invert_mask else "white"
+    flip_hint = "drop --invert-mask" if args.invert_mask else "pass --invert-mask"
+    if ratio == 0:
+        raise MaskError(f"{args.mask} has no hole ({hole_colour} = hole); draw one, or {flip_hint}")
+    if ratio == 1:
+        raise MaskError(f"{args.mask} covers the whole image ({hole_colour} = hole); nothing is left to fill "
+                        f"from, {flip_hint}?")
+    if ratio > INVERTED_RATIO:
+        print(f"ganbrush: warning: {args.mask} marks {ratio:.0%} of the image as hole ({hole_colour} = hole); "
+              f"if the holes are the other colour, {flip_hint}", file=sys.stderr)
+
+    edges = None
+    if args.edges:
+        edges = read_map(args.edges)
+        if edges.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"{args.edges} is {edges.shape[-1]}x{edges.shape[-2]} but {args.image} is {w}x{h}")
+    model = None
+    if method is Method.EDGECONNECT:
+        model = load_edgeconnect(*args.weights) if args.weights else load_edgeconnect()
+    result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma)
+    write_image(result.image, out, force=args.force)
+    if save_edges is not None:
+        write_map(result.edges, save_edges, force=args.force)
+    print(f"wrote {out} ({method.value}, {w}x{h}, hole {ratio:.1%})"
+          + (f" and edges {save_edges}" if save_edges is not None else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inpaint", help="fill the white region of a mask in an image",
+                       description="Fill the holes of IMAGE marked white in MASK (any image mode; binarised at 50%).")
+    p.add_argument("image", help="image to repair (any format PIL reads)")
+    p.add_argument("mask", help="mask image of the same size, white = hole")
+    p.add_argument("--out", required=True, help="image file to write (.png keeps the known pixels exact)")
+    p.add_argument("--method", default=Method.EDGECONNECT.value, choices=[m.value for m in Method],
+                   help="edgeconnect (needs --weights until a default model ships), or a classical baseline")
+    p.add_argument("--edges", default=None,
+                   help="edgeconnect: edge map (white = edge) whose lines inside the hole replace the predicted ones")
+    p.add_argument("--save-edges", default=None, help="edgeconnect: also write the edge map used (to edit it)")
+    p.add_argument("--weights", nargs=2, metavar=("EDGE", "INPAINT"), default=None,
+                   help="edgeconnect generators: ganbrush .safetensors or official EdgeModel_gen.pth "
+                        "InpaintingModel_gen.pth")
+    p.add_argument("--invert-mask", action="store_true", help="black = hole instead of white")
+    p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
+    p.add_argument("--force", action="store_true", help="overwrite output files")
+    p.set_defaults(func=_inpaint)
