@@ -139,7 +139,7 @@ def split_files(source: str, split: str, data_root: str | os.PathLike | None = N
 # 91.5), a 50.5 px square (64 px output upsamples it 1.27x). In the output, the eye centre sits at
 # (0.50, 0.27-0.28) of the side and the eye distance is 0.40-0.41 of the side for both sources (the
 # contact sheet of the build shows both side by side). Any other MARGIN that needs pixels outside
-# a source picture gets a reflected border faded into a blur of itself (see ``_pad``).
+# a source picture gets a reflected border faded into a blur of itself (see ``pad_mirrored``).
 MARGIN = 2.43
 SHIFT = 0.04
 
@@ -178,7 +178,7 @@ def max_resolution(source: str) -> int:
     return 2 ** int(math.floor(math.log2(side * 1.3)))
 
 
-def _pad(image: Image.Image, pad: int) -> Image.Image:
+def pad_mirrored(image: Image.Image, pad: int) -> Image.Image:
     """Add ``pad`` px on every side: a mirror image of the border that fades into a blur of
     itself, so no hard edge or sharp mirrored feature appears in the padding."""
     from PIL import ImageFilter
@@ -203,7 +203,7 @@ def frame_face(image: Image.Image, source: str, res: int, margin: float = MARGIN
     overflow = max(0.0, -box[0], -box[1], box[2] - w, box[3] - h)
     pad = math.ceil(overflow) + 2 if overflow > 0 else 0  # +2: room for the Lanczos support
     if pad:
-        image = _pad(image, pad)
+        image = pad_mirrored(image, pad)
         box = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
     return np.asarray(image.resize((res, res), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
 
