@@ -7,6 +7,7 @@ import os
 import sys
 
 from inpainting import cli as inpainting_cli
+from inversion import cli as inversion_cli
 from manipulate import cli as manipulate_cli
 from stylegan_ops import cli as stylegan_cli
 from stylegan_ops import data_cli
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     stylegan_cli.register(sub)
     data_cli.register(sub)
+    inversion_cli.register(sub)
     manipulate_cli.register(sub)
     inpainting_cli.register(sub)
     return parser

@@ -1,0 +1,152 @@
+"""Compare the inversion methods on held-out faces (DESIGN.md section 6).
+
+For each method (``w+``, ``w``, ``pti``) and two budgets measured in the same run:
+
+- *equal steps*: every method gets ``--steps`` optimisation steps in total (PTI splits them
+  between the pivot and the tuning phase);
+- *equal wall time*: every method gets ``--seconds`` per image; steps are set from each method's
+  seconds per step, measured here on the first image (PTI: half the time for each phase).
+
+Reported per row (means over the images): LPIPS (VGG), PSNR (dB), SSIM, identity distance
+(dlib face descriptor, lower is better; same person usually < 0.6), seconds per image on this
+machine, steps. Images: the first ``--num`` held-out faces (alternating CelebA / UTKFace), framed
+as the training data and resized to the generator's resolution.
+
+    python benchmarks/inversion.py                       # shipped generator, 8 faces
+    python benchmarks/inversion.py --num 2 --steps 20 --seconds 5   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inversion.identity import identity_distance  # noqa: E402
+from inversion.metrics import psnr, ssim  # noqa: E402
+from inversion.perceptual import lpips_model  # noqa: E402
+from inversion.project import METHODS, invert  # noqa: E402
+from stylegan_ops.checkpoints import load_generator  # noqa: E402
+from stylegan_ops.faces import frame_face, source_dir, split_files  # noqa: E402
+from stylegan_ops.images import image_grid, to_uint8  # noqa: E402
+
+
+@dataclass
+class Row:
+    budget: str
+    method: str
+    steps: int
+    lpips: float
+    psnr: float
+    ssim: float
+    identity: float
+    seconds: float
+
+
+def held_out_faces(num: int, res: int) -> torch.Tensor:
+    """The first ``num`` held-out faces, alternating sources, as ``[num, 3, res, res]`` in [-1, 1]."""
+    lists = {src: split_files(src, "heldout") for src in ("celeba", "utkface")}
+    picks = []
+    for i in range(num):
+        src = ("celeba", "utkface")[i % 2]
+        picks.append((src, lists[src][i // 2]))
+    faces = [frame_face(Image.open(source_dir(src) / name), src, res) for src, name in picks]
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def seconds_per_step(G, image: torch.Tensor, method: str, perceptual) -> tuple[float, float]:
+    """(s/step of the W or W+ phase, s/step of the PTI tuning phase), from a few timed steps."""
+    probe = 6
+    t = time.perf_counter()
+    invert(G, image, method="w+" if method == "w+" else "w", steps=probe, perceptual=perceptual,
+           w_avg_samples=2000, optimize_noise=method == "w")
+    first = (time.perf_counter() - t) / probe
+    tune = 0.0
+    if method == "pti":
+        t = time.perf_counter()
+        invert(G, image, method="pti", steps=1, pti_steps=probe, perceptual=perceptual, w_avg_samples=2000)
+        tune = (time.perf_counter() - t - first) / probe
+    return first, tune
+
+
+def plan_steps(method: str, budget: str, steps: int, seconds: float, speed: tuple[float, float]) -> dict:
+    if budget == "steps":
+        return {"steps": steps // 2, "pti_steps": steps - steps // 2} if method == "pti" else {"steps": steps}
+    if method == "pti":
+        return {"steps": max(1, int(seconds / 2 / speed[0])), "pti_steps": max(1, int(seconds / 2 / speed[1]))}
+    return {"steps": max(1, int(seconds / speed[0]))}
+
+
+def evaluate(G, images: torch.Tensor, method: str, plan: dict, perceptual) -> tuple[dict, torch.Tensor]:
+    per_image = []
+    recons = []
+    for image in images:
+        result = invert(G, image[None], method=method, perceptual=perceptual, **plan)
+        recon = result.reconstruction
+        target = image[None]
+        with torch.no_grad():
+            per_image.append({
+                "lpips": float(perceptual(recon, target)), "psnr": float(psnr(recon, target)),
+                "ssim": float(ssim(recon, target)),
+                "identity": identity_distance(to_uint8(recon)[0], to_uint8(target)[0]),
+                "seconds": result.seconds, "steps": result.steps})
+        recons.append(recon)
+    means = {k: float(np.mean([r[k] for r in per_image])) for k in per_image[0]}
+    return means, torch.cat(recons)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", default="default")
+    parser.add_argument("--num", type=int, default=8, help="held-out faces")
+    parser.add_argument("--steps", type=int, default=300, help="equal-steps budget per method")
+    parser.add_argument("--seconds", type=float, default=60.0, help="equal-wall-time budget per image")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--out", default="out/bench-inversion", help="folder for the JSON table and the grid")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    G = load_generator(args.generator)
+    perceptual = lpips_model("vgg")
+    images = held_out_faces(args.num, G.img_resolution)
+    speeds = {m: seconds_per_step(G, images[:1], m, perceptual) for m in args.methods}
+    rows, grids = [], {"target": images}
+    for budget in ("steps", "seconds"):
+        for method in args.methods:
+            plan = plan_steps(method, budget, args.steps, args.seconds, speeds[method])
+            means, recons = evaluate(G, images, method, plan, perceptual)
+            rows.append(Row(budget, method, int(means["steps"]), means["lpips"], means["psnr"], means["ssim"],
+                            means["identity"], means["seconds"]))
+            grids[f"{method} ({budget})"] = recons
+            r = rows[-1]
+            print(f"  {budget:7s} {method:3s}: LPIPS {r.lpips:.4f} PSNR {r.psnr:.2f} SSIM {r.ssim:.4f} "
+                  f"id {r.identity:.3f} {r.seconds:.1f} s/img", flush=True)
+
+    print(f"\nInversion on {args.num} held-out faces, generator {args.generator} ({G.img_resolution} px), "
+          f"torch threads {torch.get_num_threads()}")
+    print("| budget | method | steps | LPIPS (VGG) | PSNR (dB) | SSIM | identity dist | s / image |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        budget = f"{args.steps} steps" if r.budget == "steps" else f"{args.seconds:g} s"
+        print(f"| {budget} | {r.method} | {r.steps} | {r.lpips:.4f} | {r.psnr:.2f} | {r.ssim:.4f} | "
+              f"{r.identity:.3f} | {r.seconds:.1f} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inversion.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    grid = torch.cat(list(grids.values()))
+    image_grid(grid, ncols=args.num).save(out / "inversion_grid.png")
+    print(f"rows: target, then {', '.join(list(grids)[1:])}; wrote {out / 'inversion.json'} and "
+          f"{out / 'inversion_grid.png'}")
+
+
+if __name__ == "__main__":
+    main()

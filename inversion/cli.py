@@ -1,0 +1,82 @@
+"""``ganbrush invert``: photo -> aligned face -> latent code -> reconstruction pasted back."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+OUTPUT_FILES = ("aligned.png", "reconstruction.png", "inversion.npz", "pasted.png")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from inversion.project import METHODS
+
+    p = subparsers.add_parser(
+        "invert", help="project a face from a photo into the generator's latent space",
+        description="Find the faces in PHOTO (largest first), align one to the generator's resolution, invert it "
+                    f"and write {', '.join(OUTPUT_FILES)} into --out.")
+    p.add_argument("photo", help="photo file (JPEG, PNG, ...)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
+    p.add_argument("--method", default="w+", choices=METHODS)
+    p.add_argument("--steps", type=int, default=None, help="W / W+ optimisation steps (default per method)")
+    p.add_argument("--pti-steps", type=int, default=None, help="generator tuning steps for --method pti")
+    p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest (see the list printed)")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs in --out")
+    p.set_defaults(func=run_invert)
+
+
+def run_invert(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from inversion.align import NoFaceError, align_face, detect_faces, paste_back
+    from inversion.photos import load_photo
+    from inversion.project import invert
+    from stylegan_ops.checkpoints import load_generator
+    from stylegan_ops.images import to_uint8
+
+    out = Path(args.out)
+    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    photo = load_photo(args.photo)
+    G = load_generator(args.generator)
+    try:
+        faces = detect_faces(photo, detector=args.detector)
+    except NoFaceError as e:
+        raise NoFaceError(f"{args.photo}: {e}") from None
+    for i, face in enumerate(faces):
+        left, top, right, bottom = face.box
+        print(f"face {i}: box ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f})")
+    if not 0 <= args.face < len(faces):
+        raise ValueError(f"--face {args.face} is out of range: {len(faces)} face(s) found, "
+                         f"numbered 0..{len(faces) - 1}")
+    aligned = align_face(photo, faces[args.face], G.img_resolution)
+    target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    overrides = {"seed": args.seed}
+    if args.pti_steps is not None:
+        overrides["pti_steps"] = args.pti_steps
+    with tqdm(desc=f"invert ({args.method})", unit="step") as bar:
+        def progress(step: int, total: int, losses: dict[str, float]) -> None:
+            bar.total = total
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+            bar.update(1)
+
+        result = invert(G, target, method=args.method, steps=args.steps, progress=progress, **overrides)
+    recon = to_uint8(result.reconstruction)[0]
+    pasted = paste_back(photo, aligned, recon)
+    out.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(aligned.image).save(out / "aligned.png")
+    Image.fromarray(recon).save(out / "reconstruction.png")
+    Image.fromarray(np.asarray(pasted)).save(out / "pasted.png")
+    result.save(out / "inversion.npz", force=True)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
+    print(f"inverted face {args.face} with {args.method} in {result.steps} steps ({result.seconds:.1f} s): {losses}; "
+          f"wrote {', '.join(OUTPUT_FILES)} to {out}")
+    return 0

@@ -1,0 +1,277 @@
+"""Projection of images into a StyleGAN2 latent space: one API, three methods.
+
+- ``"w+"``: Image2StyleGAN (Abdal et al. 2019). One latent per synthesis layer (W+), initialised
+  at the mean ``w``, optimised with Adam on pixel MSE + a perceptual loss. The paper's perceptual
+  term is a weighted sum of VGG16 feature distances; ganbrush uses LPIPS-VGG16, which is that
+  sum with learned per-channel weights. Noise stays at the generator's constant maps.
+- ``"w"``: the StyleGAN2 projector (Karras et al. 2020, appendix). One ``w`` shared by all
+  layers plus every noise map, LPIPS loss, noise regularisation, a ramped learning rate and a
+  decaying Gaussian perturbation of ``w`` that helps escape poor local minima early on.
+- ``"pti"``: pivotal tuning (Roich et al. 2021). The ``w`` projector (noise kept constant, as in
+  the paper) gives a pivot; then a copy of the generator is tuned so the pivot reproduces the
+  photo (LPIPS + L2), while the locality regulariser keeps the generator's output unchanged for
+  latents sampled around the pivot. The result carries the tuned weights as a delta.
+
+Conventions: ``target`` images are float32 NCHW RGB in [-1, 1] at the generator's resolution;
+``ws`` are ``[N, num_ws, w_dim]``; noise maps ``[N, 1, r, r]`` in :meth:`Generator.noise_maps`
+order. Every method optimises a batch of images independently, except that ``"pti"`` tunes one
+generator for the whole batch (the paper's multi-image variant); invert one image at a time for
+per-image generators.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+from inversion.losses import mse, noise_regularization, normalize_noises_
+from inversion.result import Inversion
+from stylegan_ops.checkpoints import generator_hash
+from stylegan_ops.networks import Generator
+
+Method = Literal["w+", "w", "pti"]
+METHODS: tuple[str, ...] = get_args(Method)
+
+#: ``progress(step, total_steps, losses)``: called after every optimisation step.
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class ProjectionSettings:
+    """Hyper-parameters; the defaults follow each paper, scaled to CPU-sized step budgets.
+
+    ``steps`` is the W/W+ phase; ``pti_steps`` the generator-tuning phase of ``"pti"``.
+    """
+
+    steps: int = 300
+    lr: float | None = None  # None: 0.01 for "w+" (Image2StyleGAN), 0.1 peak for "w" / the PTI pivot
+    mse_weight: float = 1.0  # "w+" pixel term; PTI's L2 term
+    perceptual_weight: float = 1.0
+    # StyleGAN2 projector
+    w_avg_samples: int = 10_000
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    noise_reg_weight: float = 1e5
+    optimize_noise: bool = True  # "w" only; the PTI pivot keeps noise constant
+    # Pivotal tuning
+    pti_steps: int = 200
+    pti_lr: float = 3e-4
+    locality_weight: float = 0.1
+    locality_alpha: float = 30.0
+    locality_interval: int = 10
+    seed: int = 0
+
+
+def _w_stats(G: Generator, samples: int, seed: int) -> tuple[torch.Tensor, float]:
+    """Mean ``w`` and its RMS spread, from seeded samples of the mapping network."""
+    device = G.w_avg.device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.randn(samples, G.z_dim, generator=gen).to(device)
+    with torch.no_grad():
+        w = torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(2000)])
+    w_mean = w.mean(0)
+    w_std = float(((w - w_mean).square().sum(1).mean()) ** 0.5)
+    return w_mean, w_std
+
+
+def _projector_lr(t: float, peak: float, s: ProjectionSettings) -> float:
+    """StyleGAN2 projector schedule: linear ramp-up, cosine ramp-down, over progress ``t`` in [0, 1]."""
+    ramp = min(1.0, (1.0 - t) / s.lr_rampdown_length)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    ramp = ramp * min(1.0, t / s.lr_rampup_length)
+    return peak * ramp
+
+
+def _check_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
+    expected = (G.img_channels, G.img_resolution, G.img_resolution)
+    if target.ndim == 3:
+        target = target[None]
+    if target.ndim != 4 or tuple(target.shape[1:]) != expected:
+        raise ValueError(f"target must be [N, {expected[0]}, {expected[1]}, {expected[2]}] images in [-1, 1] "
+                         f"at the generator's resolution, got {tuple(target.shape)}; align the face first "
+                         f"(inversion.align_face) to {G.img_resolution} px")
+    if target.min() < -1.5 or target.max() > 1.5:
+        raise ValueError("target images must be in [-1, 1] (got values outside [-1.5, 1.5]); "
+                         "convert uint8 with x / 127.5 - 1")
+    return target.to(G.w_avg.device, torch.float32)
+
+
+class _Recorder:
+    """Per-step loss history + the progress callback."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress, self.history, self.step = total, progress, [], 0
+
+    def __call__(self, phase: str, **losses: torch.Tensor | float) -> None:
+        self.step += 1
+        row = {"step": float(self.step), **{k: float(v.detach() if isinstance(v, torch.Tensor) else v)
+                                            for k, v in losses.items()}}
+        self.history.append({"phase": phase, **row})
+        if self.progress is not None:
+            self.progress(self.step, self.total, {k: v for k, v in row.items() if k != "step"})
+
+
+def _project_w_plus(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: ProjectionSettings,
+                    record: _Recorder) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    n = target.shape[0]
+    w_mean, _ = _w_stats(G, s.w_avg_samples, s.seed)
+    ws = w_mean[None, None].repeat(n, G.num_ws, 1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([ws], lr=s.lr or 0.01, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(s.steps):
+        img = G.synthesis(ws, noise_mode="const")
+        l_mse, l_per = mse(img, target), perceptual(img, target)
+        loss = (s.mse_weight * l_mse + s.perceptual_weight * l_per).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        record("w+", loss=loss / n, mse=l_mse.mean(), lpips=l_per.mean())
+    noises = [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
+    return ws.detach(), noises
+
+
+def _project_w(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: ProjectionSettings,
+               record: _Recorder, optimize_noise: bool, phase: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    n = target.shape[0]
+    w_mean, w_std = _w_stats(G, s.w_avg_samples, s.seed)
+    w = w_mean[None].repeat(n, 1).clone().requires_grad_(True)
+    if optimize_noise:
+        gen = torch.Generator(device="cpu").manual_seed(s.seed)
+        noises = [torch.randn(n, 1, *m.shape[-2:], generator=gen).to(w.device).requires_grad_(True)
+                  for m in G.noise_maps()]
+    else:
+        noises = [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
+    params = [w] + (noises if optimize_noise else [])
+    peak = s.lr or 0.1
+    opt = torch.optim.Adam(params, lr=peak, betas=(0.9, 0.999))
+    gen = torch.Generator(device="cpu").manual_seed(s.seed + 1)
+    for step in range(s.steps):
+        t = step / max(s.steps, 1)
+        noise_scale = w_std * s.initial_noise_factor * max(0.0, 1.0 - t / s.noise_ramp_length) ** 2
+        for group in opt.param_groups:
+            group["lr"] = _projector_lr(t, peak, s)
+        w_noisy = w + torch.randn(w.shape, generator=gen).to(w.device) * noise_scale
+        img = G.synthesis(w_noisy[:, None].repeat(1, G.num_ws, 1), noises=noises)
+        l_per = perceptual(img, target)
+        loss = l_per.sum()
+        losses = {"lpips": l_per.mean()}
+        if optimize_noise:
+            reg = noise_regularization(noises)
+            loss = loss + s.noise_reg_weight * reg
+            losses["noise_reg"] = reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if optimize_noise:
+            with torch.no_grad():
+                normalize_noises_(noises)
+        record(phase, loss=loss / n, **losses)
+    ws = w.detach()[:, None].repeat(1, G.num_ws, 1)
+    return ws, [m.detach() for m in noises]
+
+
+def _tune_generator(G: Generator, ws: torch.Tensor, noises: list[torch.Tensor], target: torch.Tensor,
+                    perceptual: nn.Module, s: ProjectionSettings, record: _Recorder) -> Generator:
+    """Pivotal tuning of a copy of ``G`` around the pivots ``ws`` (Roich et al. 2021, eq. 2-4)."""
+    tuned = copy.deepcopy(G).requires_grad_(False)
+    tuned.synthesis_network.requires_grad_(True)  # the mapping network is not used by the pivots
+    opt = torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad], lr=s.pti_lr)
+    gen = torch.Generator(device="cpu").manual_seed(s.seed + 2)
+    pivot = ws[:, 0]
+    for step in range(s.pti_steps):
+        img = tuned.synthesis(ws, noises=noises)
+        l_per, l_mse = perceptual(img, target), mse(img, target)
+        loss = (s.perceptual_weight * l_per + s.mse_weight * l_mse).sum()
+        losses = {"lpips": l_per.mean(), "mse": l_mse.mean()}
+        if s.locality_weight > 0 and step % s.locality_interval == 0:
+            # Locality regulariser: latents at distance alpha from the pivot, towards random w's,
+            # must render as the original generator renders them.
+            z = torch.randn(pivot.shape[0], G.z_dim, generator=gen).to(pivot.device)
+            with torch.no_grad():
+                w_z = G.mapping(z)[:, 0]
+                direction = w_z - pivot
+                w_r = pivot + s.locality_alpha * direction / direction.norm(dim=1, keepdim=True)
+                ws_r = w_r[:, None].repeat(1, G.num_ws, 1)
+                ref = G.synthesis(ws_r, noise_mode="const")
+            out = tuned.synthesis(ws_r, noise_mode="const")
+            l_loc = (mse(out, ref) + perceptual(out, ref)).sum()
+            loss = loss + s.locality_weight * l_loc
+            losses["locality"] = l_loc / pivot.shape[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        record("pti", loss=loss / pivot.shape[0], **losses)
+    return tuned.eval().requires_grad_(False)
+
+
+def generator_delta(original: Generator, tuned: Generator) -> dict[str, torch.Tensor]:
+    """``tuned - original`` for every parameter that changed (the PTI result, compactly)."""
+    base = dict(original.named_parameters())
+    return {name: (p.detach() - base[name].detach()).cpu() for name, p in tuned.named_parameters()
+            if not torch.equal(p, base[name])}
+
+
+def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int | None = None,
+           perceptual: nn.Module | None = None, progress: ProgressFn | None = None,
+           settings: ProjectionSettings | None = None, **overrides) -> Inversion:
+    """Project ``image`` (``[N, 3, H, W]`` or ``[3, H, W]`` in [-1, 1], at ``G``'s resolution)
+    into ``G``'s latent space.
+
+    ``steps`` (and any :class:`ProjectionSettings` field given as a keyword) overrides the
+    defaults; ``perceptual`` defaults to LPIPS-VGG16 resolved offline. ``progress`` is called
+    after every step (the CLI shows it as a tqdm bar). ``G`` itself is never modified.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(METHODS)}")
+    s = copy.deepcopy(settings) if settings is not None else ProjectionSettings()
+    if steps is not None:
+        overrides["steps"] = steps
+    for key, value in overrides.items():
+        if not hasattr(s, key):
+            raise TypeError(f"invert() got an unknown setting {key!r}")
+        setattr(s, key, value)
+    if s.steps < 1 or (method == "pti" and s.pti_steps < 0):
+        raise ValueError(f"steps must be at least 1, got {s.steps}")
+    target = _check_target(G, image)
+    if perceptual is None:
+        from inversion.perceptual import lpips_model
+
+        perceptual = lpips_model("vgg", device=target.device)
+    was_training = G.training
+    frozen = [p.requires_grad for p in G.parameters()]
+    G.eval().requires_grad_(False)
+    torch.manual_seed(s.seed)
+    total = s.steps + (s.pti_steps if method == "pti" else 0)
+    record = _Recorder(total, progress)
+    started = time.perf_counter()
+    try:
+        delta = None
+        if method == "w+":
+            ws, noises = _project_w_plus(G, target, perceptual, s, record)
+            used = G
+        elif method == "w":
+            ws, noises = _project_w(G, target, perceptual, s, record, s.optimize_noise, "w")
+            used = G
+        else:
+            ws, noises = _project_w(G, target, perceptual, s, record, optimize_noise=False, phase="pivot")
+            used = _tune_generator(G, ws, noises, target, perceptual, s, record)
+            delta = generator_delta(G, used)
+        with torch.no_grad():
+            recon = used.synthesis(ws, noises=noises)
+            final = {"lpips": float(perceptual(recon, target).mean()), "mse": float(mse(recon, target).mean())}
+    finally:
+        for p, flag in zip(G.parameters(), frozen):
+            p.requires_grad_(flag)
+        G.train(was_training)
+    return Inversion(ws=ws.cpu(), noises=[m.cpu() for m in noises], reconstruction=recon.cpu(),
+                     target=target.cpu(), method=method, steps=total, history=record.history,
+                     final_losses=final, generator_hash=generator_hash(G), generator_delta=delta,
+                     seconds=time.perf_counter() - started)
