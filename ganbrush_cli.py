@@ -19,11 +19,12 @@ USER_ERRORS = (ValueError, OSError, RuntimeError)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbrush", description="Semantic photo manipulation with GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    stylegan_cli.register(sub)
+    train_sub = stylegan_cli.register(sub)
     data_cli.register(sub)
     inversion_cli.register(sub)
     manipulate_cli.register(sub)
     inpainting_cli.register(sub)
+    inpainting_cli.register_train(train_sub)
     return parser
 
 

@@ -83,3 +83,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite output files")
     p.set_defaults(func=_inpaint)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _train_edgeconnect(args: argparse.Namespace) -> int:
+    from inpainting.data import EdgeConnectFaces
+    from inpainting.train import PRESETS, TrainConfig, train
+
+    overrides = {name: value for name, value in (
+        ("batch", args.batch), ("seed", args.seed), ("steps_per_interval", args.interval),
+        ("edge_weights", args.edge_weights), ("init_inpaint", args.init_inpaint)) if value is not None}
+    cfg = TrainConfig(stage=args.stage, **{**PRESETS[args.preset], **overrides})
+    dataset = EdgeConnectFaces(args.data, sigma=cfg.sigma, xflip=cfg.xflip)
+    workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
+    trainer = train(cfg, dataset, args.out, steps=args.steps, device=args.device, resume_from=args.resume,
+                    workers=workers)
+    written = [p.name for p in sorted(Path(args.out).glob("*_generator.safetensors"))]
+    print(f"{args.out}: stage {trainer.cfg.stage.value}, {trainer.step} steps, {dataset.res} px; "
+          f"generators: {', '.join(written)}")
+    return 0
+
+
+def register_train(train_sub: argparse._SubParsersAction) -> None:
+    """Add ``edgeconnect`` to the ``ganbrush train`` subcommands (``train_sub`` is that group's
+    subparsers object, as created by stylegan_ops.cli)."""
+    from inpainting.train import PRESETS, Stage
+
+    p = train_sub.add_parser(
+        "edgeconnect", help="train EdgeConnect's edge (G1) or inpainting (G2) generator on packed faces",
+        description="Train one EdgeConnect stage: edge (G1 on Canny edges), inpaint (G2 with true edges), "
+                    "inpaint-predicted (G2 with G1's edges, G1 frozen). Masks are random strokes and boxes.")
+    p.add_argument("--data", required=True, help="train-split folder from `ganbrush data faces --res 128 --out DIR`")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, generators, samples, logs)")
+    p.add_argument("--stage", required=True, choices=[s.value for s in Stage])
+    p.add_argument("--steps", type=int, required=True, help="train until this many steps (counted from the start)")
+    p.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out)")
+    p.add_argument("--preset", default="paper", choices=list(PRESETS),
+                   help="network size: paper (64 channels, 8 blocks), cpu (32, 4), tiny (tests)")
+    p.add_argument("--edge-weights", default=None, help="inpaint-predicted: G1 file (RUN/edge_generator.safetensors)")
+    p.add_argument("--init-inpaint", default=None,
+                   help="inpaint-predicted: G2 to start from (stage inpaint's RUN/inpaint_generator.safetensors)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--interval", type=int, default=None, help="steps between checkpoints and samples")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes for loading and Canny (default: 8 on CUDA, 0 on CPU)")
+    p.set_defaults(func=_train_edgeconnect)

@@ -104,7 +104,8 @@ def _train_stylegan(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add this package's commands; returns the ``train`` group so other packages add their trainers."""
     ops = sub.add_parser("ops", help="compiled StyleGAN ops: build them or show what is available")
     ops_sub = ops.add_subparsers(dest="ops_command", required=True)
     info = ops_sub.add_parser("info", help="which implementations (ref, cpp, cuda) are available, and why not")
@@ -141,3 +142,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     s.set_defaults(func=_sample)
+    return tr_sub
