@@ -63,19 +63,25 @@ def held_out_faces(num: int, res: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def seconds_per_step(G, image: torch.Tensor, method: str, perceptual) -> tuple[float, float]:
-    """(s/step of the W or W+ phase, s/step of the PTI tuning phase), from a few timed steps."""
-    probe = 6
+def _timed(G, image: torch.Tensor, perceptual, **kwargs) -> float:
     t = time.perf_counter()
-    invert(G, image, method="w+" if method == "w+" else "w", steps=probe, perceptual=perceptual,
-           w_avg_samples=2000, optimize_noise=method == "w")
-    first = (time.perf_counter() - t) / probe
+    invert(G, image, perceptual=perceptual, w_avg_samples=2000, **kwargs)
+    return time.perf_counter() - t
+
+
+def seconds_per_step(G, image: torch.Tensor, method: str, perceptual) -> tuple[float, float]:
+    """(s/step of the W or W+ phase, s/step of the PTI tuning phase): the difference between runs
+    of 2k and k steps, so fixed costs (w statistics, setup) do not count as per-step time."""
+    k = 8
+    phase = {"method": "w+"} if method == "w+" else {"method": "w", "optimize_noise": method == "w"}
+    _timed(G, image, perceptual, steps=k, **phase)  # warm-up: first-call costs are not per-step costs
+    first = (_timed(G, image, perceptual, steps=2 * k, **phase) - _timed(G, image, perceptual, steps=k, **phase)) / k
     tune = 0.0
     if method == "pti":
-        t = time.perf_counter()
-        invert(G, image, method="pti", steps=1, pti_steps=probe, perceptual=perceptual, w_avg_samples=2000)
-        tune = (time.perf_counter() - t - first) / probe
-    return first, tune
+        _timed(G, image, perceptual, method="pti", steps=1, pti_steps=k)
+        tune = (_timed(G, image, perceptual, method="pti", steps=1, pti_steps=2 * k)
+                - _timed(G, image, perceptual, method="pti", steps=1, pti_steps=k)) / k
+    return max(first, 1e-3), max(tune, 1e-3)
 
 
 def plan_steps(method: str, budget: str, steps: int, seconds: float, speed: tuple[float, float]) -> dict:
