@@ -34,7 +34,7 @@ from torch import nn
 from inversion.losses import mse, noise_regularization, normalize_noises_
 from inversion.result import Inversion
 from stylegan_ops.checkpoints import generator_hash
-from stylegan_ops.networks import Generator
+from stylegan_ops.networks import Generator, sample_w
 
 Method = Literal["w+", "w", "pti"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -73,11 +73,7 @@ class ProjectionSettings:
 
 def _w_stats(G: Generator, samples: int, seed: int) -> tuple[torch.Tensor, float]:
     """Mean ``w`` and its RMS spread, from seeded samples of the mapping network."""
-    device = G.w_avg.device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    z = torch.randn(samples, G.z_dim, generator=gen).to(device)
-    with torch.no_grad():
-        w = torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(2000)])
+    w = sample_w(G, samples, seed)
     w_mean = w.mean(0)
     w_std = float(((w - w_mean).square().sum(1).mean()) ** 0.5)
     return w_mean, w_std

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stylegan_ops.checkpoints import generator_hash
-from stylegan_ops.networks import Generator
+from stylegan_ops.networks import Generator, sample_w
 
 FORMAT_NAME = "ganbrush.directions"
 FORMAT_VERSION = 1
@@ -84,14 +84,6 @@ def style_affine_weights(G: Generator, layers: LayerRange) -> torch.Tensor:
     if not picked:
         raise ValueError(f"layers {start}-{stop} feed no styled convolution (index {len(convs)} is toRGB only)")
     return torch.cat([c.conv.affine.weight * c.conv.affine.weight_gain for c in picked]).detach().float()
-
-
-@torch.no_grad()
-def sample_w(G: Generator, num: int, seed: int = 0, batch: int = 2000) -> torch.Tensor:
-    """``num`` seeded samples of the mapping network's ``w`` (``[num, w_dim]``, untruncated)."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    z = torch.randn(num, G.z_dim, generator=gen).to(G.w_avg.device)
-    return torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(batch)]).float()
 
 
 def _scales(vectors: torch.Tensor, w: torch.Tensor) -> list[float]:

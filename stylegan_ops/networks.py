@@ -328,6 +328,14 @@ class Generator(nn.Module):
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
 
 
+@torch.no_grad()
+def sample_w(G: Generator, num: int, seed: int = 0, batch: int = 2000) -> torch.Tensor:
+    """``num`` seeded, untruncated samples of the mapping network's ``w`` (``[num, w_dim]`` float32).
+    ``z`` is drawn on the CPU, so the samples are the same on every device."""
+    z = torch.randn(num, G.z_dim, generator=torch.Generator(device="cpu").manual_seed(seed)).to(G.w_avg.device)
+    return torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(batch)]).float()
+
+
 # --------------------------------------------------------------------------------------------
 # Discriminator
 
