@@ -64,7 +64,9 @@ class ProjectionSettings:
     optimize_noise: bool = True  # "w" only; the PTI pivot keeps noise constant
     # Pivotal tuning
     pti_steps: int = 200
-    pti_lr: float = 3e-4
+    # The paper's 3e-4 is for 1024 px and ~350 steps. For CPU minutes at 64 px, 3e-3 tunes faster: after 100 pivot
+    # and 400 tuning steps LPIPS was 0.045 (3e-3), 0.050 (1e-3), 0.072 (3e-4) on two held-out faces.
+    pti_lr: float = 3e-3
     locality_weight: float = 0.1
     locality_alpha: float = 30.0
     locality_interval: int = 10

@@ -208,6 +208,22 @@ def frame_face(image: Image.Image, source: str, res: int, margin: float = MARGIN
     return np.asarray(image.resize((res, res), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
 
 
+def held_out_faces(num: int | None, res: int, data_root: str | os.PathLike | None = None) -> torch.Tensor:
+    """The first ``num`` held-out faces (``None``: all), alternating CelebA / UTKFace while both
+    last, framed as the training data, as ``[num, 3, res, res]`` float32 in [-1, 1]. The order is
+    fixed, so benchmarks that take the first ``num`` compare the same faces."""
+    lists = [[(src, name) for name in split_files(src, "heldout", data_root)] for src in SOURCES]
+    picks = [pair for group in zip(*lists) for pair in group]
+    longest = max(lists, key=len)
+    picks += longest[min(map(len, lists)):]
+    if num is not None:
+        if not 0 < num <= len(picks):
+            raise ValueError(f"there are {len(picks)} held-out faces; ask for 1..{len(picks)}, not {num}")
+        picks = picks[:num]
+    faces = [frame_face(Image.open(source_dir(src, data_root) / name), src, res) for src, name in picks]
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 # --------------------------------------------------------------------------------------------
 # Building the packed data set
 

@@ -48,6 +48,21 @@ def test_split_counts_and_disjointness_on_the_real_listing():
 
 
 @needs_data
+def test_held_out_faces_alternate_sources_in_a_fixed_order():
+    from PIL import Image
+
+    got = faces.held_out_faces(3, 16, DATA)
+    assert got.shape == (3, 3, 16, 16) and got.dtype == torch.float32
+    assert -1 <= float(got.min()) and float(got.max()) <= 1
+    utk_first = split_files("utkface", "heldout", DATA)[0]
+    expected = faces.frame_face(Image.open(DATA / "faces" / "utkface" / utk_first), "utkface", 16)
+    np.testing.assert_array_equal(((got[1] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy(), expected)
+    total = len(split_files("celeba", "heldout", DATA)) + len(split_files("utkface", "heldout", DATA))
+    with pytest.raises(ValueError, match=f"there are {total} held-out faces"):
+        faces.held_out_faces(total + 1, 16, DATA)
+
+
+@needs_data
 def test_framing_puts_both_sources_eyes_in_the_same_place():
     # The boxes come from measured mean landmarks; check the arithmetic lands both sources' eyes
     # on the same output position and scale (within 5% of the side).
