@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganbrush-installed
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup browser run test bench lint clean
+
+# Debian's Chromium drives the app's real-browser tests (tests/app). Installing it needs root (or
+# sudo) and Debian's package servers; if that fails the browser tests skip and say why.
+CHROMIUM := /usr/bin/chromium
+APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,11 +23,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+browser:
+	@test -x $(CHROMIUM) || $(APT) install -y -q chromium || ($(APT) update -q && $(APT) install -y -q chromium) \
+		|| echo "warning: could not install Debian's chromium; the real-browser app tests will skip"
+
 # Main job on the shipped default generator: a sample grid.
 run: setup
 	$(VENV)/bin/ganbrush sample --generator default --out out/samples.png --force
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup
