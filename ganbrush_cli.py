@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     manipulate_cli.register(sub)
     inpainting_cli.register(sub)
     inpainting_cli.register_train(train_sub)
+    manipulate_cli.register_train(train_sub)
     return parser
 
 

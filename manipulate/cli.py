@@ -1,28 +1,42 @@
-"""``ganbrush directions``: compute latent directions for a generator and save them."""
+"""``ganbrush directions``: compute latent directions for a generator and save them;
+``ganbrush train attributes``: train the attribute classifier that InterFaceGAN needs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-# Data-free and sampling-based sources; InterFaceGAN (classifier-based) joins when its classifier ships.
-SOURCES = ("sefa", "ganspace")
+# Data-free (SeFa), sampling-based (GANSpace) and classifier-based (InterFaceGAN) sources.
+SOURCES = ("sefa", "ganspace", "interfacegan")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "directions", help="compute latent directions (SeFa, GANSpace) for a generator",
+        "directions", help="compute latent directions (SeFa, GANSpace, InterFaceGAN) for a generator",
         description="Compute latent directions of a generator and write them to OUT/<source>.npz "
                     "(load with manipulate.directions.load_directions).")
     p.add_argument("source", choices=SOURCES)
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--num", type=int, default=10, help="how many directions")
+    p.add_argument("--num", type=int, default=10, help="how many directions (sefa, ganspace)")
     p.add_argument("--layers", default=None, help="ws index range FIRST-LAST (inclusive); default all layers")
-    p.add_argument("--samples", type=int, default=20_000, help="sampled w (GANSpace PCA, SeFa strength scale)")
+    p.add_argument("--samples", type=int, default=20_000,
+                   help="sampled w (GANSpace PCA, SeFa strength scale, InterFaceGAN scored samples)")
+    p.add_argument("--classifier", default=None,
+                   help="interfacegan: attribute classifier .safetensors (default: the shipped one)")
+    p.add_argument("--names", default=None,
+                   help="interfacegan: comma-separated scores, e.g. smiling,age (default: all the classifier has)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="interfacegan: also one boundary per layer of --layers from style-mixed samples (NAME@Lk)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=run_directions)
+
+
+def _describe(d) -> str:
+    if d.source == "interfacegan":
+        return f"svm val accuracy {d.info['svm_val_accuracy']:.3f}"
+    return f"share {next(iter(d.info.values()), float('nan')):.3f}"
 
 
 def run_directions(args: argparse.Namespace) -> int:
@@ -31,6 +45,8 @@ def run_directions(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
+    if args.source != "interfacegan" and (args.classifier or args.names or args.per_layer):
+        raise ValueError("--classifier, --names and --per-layer only apply to interfacegan")
     path = Path(args.out) / f"{args.source}.npz"
     if path.exists() and not args.force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
@@ -38,11 +54,57 @@ def run_directions(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers) if args.layers else None
     if args.source == "sefa":
         directions = sefa(G, args.num, layers, scale_samples=args.samples, seed=args.seed)
-    else:
+    elif args.source == "ganspace":
         directions = ganspace(G, args.num, layers, samples=args.samples, seed=args.seed)
+    else:
+        from manipulate.attributes import load_classifier
+        from manipulate.interfacegan import interfacegan
+
+        clf = load_classifier(args.classifier)
+        names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
+        directions = interfacegan(G, clf, names, samples=args.samples, seed=args.seed, layers=layers,
+                                  per_layer=args.per_layer)
     save_directions(path, directions, G, force=args.force)
     for d in directions:
-        share = next(iter(d.info.values()), float("nan"))
-        print(f"{d.name}: layers {d.layers[0]}-{d.layers[1] - 1}, scale {d.scale:.3f}, share {share:.3f}")
+        print(f"{d.name}: layers {d.layers[0]}-{d.layers[1] - 1}, scale {d.scale:.3f}, {_describe(d)}")
     print(f"wrote {len(directions)} {args.source} directions to {path}")
+    return 0
+
+
+def register_train(train_sub: argparse._SubParsersAction) -> None:
+    """Add ``attributes`` to the ``ganbrush train`` subcommands (``train_sub`` is that group's
+    subparsers object, as created by stylegan_ops.cli)."""
+    p = train_sub.add_parser(
+        "attributes", help="train the face attribute classifier used for InterFaceGAN directions",
+        description="Train the attribute classifier (10 CelebA attributes, UTKFace gender and age) on the train "
+                    "split of ../shared/data (or $GANBRUSH_DATA), framed like the generator's training faces. "
+                    "Writes RUN/attributes.safetensors, metrics.json (held-out metrics), losses.json and loss.png.")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--res", type=int, default=64, help="the generator's resolution (at most 64 for CelebA)")
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="folder to keep the framed faces in (.npz) for later runs")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N faces of each source (smoke tests)")
+    p.add_argument("--force", action="store_true", help="overwrite the classifier in --out")
+    p.set_defaults(func=_train_attributes)
+
+
+def _train_attributes(args: argparse.Namespace) -> int:
+    import json
+
+    from manipulate.attributes import train_classifier
+
+    train_classifier(args.out, res=args.res, steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
+                     cache_dir=args.cache, limit=args.limit, force=args.force)
+    metrics = json.loads((Path(args.out) / "metrics.json").read_text())
+    for name, m in metrics.get("heldout", {}).items():
+        if "mae" in m:
+            print(f"{name}: MAE {m['mae']:.1f} years (median baseline {m['median_baseline_mae']:.1f})")
+        else:
+            print(f"{name}: accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, "
+                  f"majority baseline {m['majority_baseline']:.3f}")
+    print(f"wrote {Path(args.out) / 'attributes.safetensors'} ({metrics['steps']} steps, "
+          f"{metrics['train_seconds']:.0f} s)")
     return 0
