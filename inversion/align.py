@@ -184,19 +184,8 @@ def _to_photo_px(v: float, factor: float) -> float:
     return (v + 0.5) * factor - 0.5
 
 
-def detect_faces(photo: np.ndarray, detector: Detector = "hog", upsample: int | None = None) -> list[Face]:
-    """Every face in ``photo`` (uint8 ``[H, W, 3]`` RGB), the largest box first.
-
-    ``detector``: ``"hog"`` (dlib's HOG + SVM, fast, frontal faces) or ``"cnn"`` (dlib's MMOD CNN,
-    ~20x slower on a CPU, finds turned and tilted faces too). ``upsample``: how many times dlib
-    doubles the picture before scanning (finds smaller faces, 4x the work each); ``None`` picks it
-    from the photo size. Photos larger than :data:`DETECT_SIDE` are scanned at that size and the
-    boxes mapped back; the 68 landmarks are always found at full resolution.
-    Raises :class:`NoFaceError` when there is none.
-    """
-    photo = _check_photo(photo)
-    _check_choice(detector, Detector, "detector")
-    work, factor, upsample = _work_image(photo, detector, upsample)
+def _detect_locked(photo: np.ndarray, work: np.ndarray, factor: float, upsample: int, detector: str) -> list[Face]:
+    """The detection and landmarks of :func:`detect_faces`; call with ``dlib_models.DLIB_LOCK`` held."""
     if detector == "hog":
         rects, scores, _ = dlib_models.hog_detector().run(work, upsample, 0.0)
     else:
@@ -217,6 +206,24 @@ def detect_faces(photo: np.ndarray, detector: Detector = "hog", upsample: int | 
         shape = predictor(photo, full)
         landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
         faces.append(Face(box=tuple(float(v) for v in box), landmarks=landmarks, score=float(score)))
+    return faces
+
+
+def detect_faces(photo: np.ndarray, detector: Detector = "hog", upsample: int | None = None) -> list[Face]:
+    """Every face in ``photo`` (uint8 ``[H, W, 3]`` RGB), the largest box first.
+
+    ``detector``: ``"hog"`` (dlib's HOG + SVM, fast, frontal faces) or ``"cnn"`` (dlib's MMOD CNN,
+    ~20x slower on a CPU, finds turned and tilted faces too). ``upsample``: how many times dlib
+    doubles the picture before scanning (finds smaller faces, 4x the work each); ``None`` picks it
+    from the photo size. Photos larger than :data:`DETECT_SIDE` are scanned at that size and the
+    boxes mapped back; the 68 landmarks are always found at full resolution.
+    Raises :class:`NoFaceError` when there is none. Safe to call from several threads.
+    """
+    photo = _check_photo(photo)
+    _check_choice(detector, Detector, "detector")
+    work, factor, upsample = _work_image(photo, detector, upsample)
+    with dlib_models.DLIB_LOCK:
+        faces = _detect_locked(photo, work, factor, upsample, detector)
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
 

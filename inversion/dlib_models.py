@@ -14,6 +14,7 @@ threads only behind a lock.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,12 @@ class DlibModel(str, Enum):
 
 class DlibModelError(RuntimeError):
     """dlib or one of its model files is missing; ``str()`` is one line saying what to install."""
+
+
+# dlib's detectors, shape predictors and face encoder are not thread-safe: two calls at once in
+# one process (two app requests) crash it with a segfault. Every caller holds this lock; the calls
+# are short next to a projection, so serialising them costs little.
+DLIB_LOCK = threading.RLock()
 
 
 def models_dir() -> Path:

@@ -46,8 +46,9 @@ def face_descriptor(image: np.ndarray, framing: Framing = "ganbrush") -> np.ndar
     border = round(_BORDER * WORK_SIZE)
     work = cv2.copyMakeBorder(work, border, border, border, border, cv2.BORDER_REFLECT_101)
     left, top, right, bottom = (round(border + f * WORK_SIZE) for f in FACE_BOX[framing])
-    shape = dlib_models.shape_predictor5()(work, dlib.rectangle(left, top, right, bottom))
-    descriptor = dlib_models.face_encoder().compute_face_descriptor(work, shape)
+    with dlib_models.DLIB_LOCK:
+        shape = dlib_models.shape_predictor5()(work, dlib.rectangle(left, top, right, bottom))
+        descriptor = dlib_models.face_encoder().compute_face_descriptor(work, shape)
     return np.asarray(descriptor, dtype=np.float32)
 
 

@@ -259,3 +259,14 @@ def test_paste_back_when_the_square_leaves_the_photo(photos, hog_faces):
         paste_back(cropped, aligned, np.zeros((64, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="feather"):
         paste_back(cropped, aligned, aligned.image, feather=0)
+
+
+def test_detection_from_several_threads_at_once_gives_the_same_faces(photos, hog_faces):
+    # dlib crashes (segfault) when two threads detect at once; detect_faces serialises them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(detect_faces, [photos["laos"]] * 4))
+    for faces in results:
+        assert [f.box for f in faces] == [f.box for f in hog_faces["laos"]]
+        np.testing.assert_array_equal(faces[0].landmarks, hog_faces["laos"][0].landmarks)
