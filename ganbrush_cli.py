@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 
+import ganbrush_pipeline
 from inpainting import cli as inpainting_cli
 from inversion import cli as inversion_cli
 from manipulate import cli as manipulate_cli
+from manipulate import edit_cli
 from stylegan_ops import cli as stylegan_cli
 from stylegan_ops import data_cli
 
@@ -23,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(sub)
     inversion_cli.register(sub)
     manipulate_cli.register(sub)
+    edit_cli.register(sub)
     inpainting_cli.register(sub)
+    ganbrush_pipeline.register(sub)
     inpainting_cli.register_train(train_sub)
     manipulate_cli.register_train(train_sub)
     return parser

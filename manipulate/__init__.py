@@ -1,1 +1,34 @@
-"""ganbrush manipulate (not implemented yet; see the project issues)."""
+"""Latent directions and edits of StyleGAN2 latents.
+
+- :mod:`manipulate.directions`: SeFa and GANSpace directions, their ``.npz`` files.
+- :mod:`manipulate.edits`: moves along directions, style mixing and interpolation of ``ws``.
+- :mod:`manipulate.edit`: named directions (shipped files, aliases) and :func:`edit`, the one call
+  that edits an inversion or ``ws``.
+- :mod:`manipulate.local_edit`: masked local edits (Image2StyleGAN++) and exact compositing.
+
+    from manipulate import edit, local_edit
+    result = edit(inversion, G, "smile", strength=2)      # result.image [N, 3, H, W] in [-1, 1]
+"""
+
+from manipulate.directions import Direction, DirectionsFileError, LayerRange, load_directions, parse_layers
+from manipulate.edit import (
+    ALIASES,
+    Edit,
+    EditResult,
+    LatentMismatchError,
+    UnknownDirectionError,
+    available_directions,
+    edit,
+    parse_edit,
+    resolve_direction,
+    shipped_directions_files,
+)
+from manipulate.edits import interpolate, move, project_out, style_mix
+from manipulate.local_edit import composite, load_mask, local_edit
+
+__all__ = [
+    "ALIASES", "Direction", "DirectionsFileError", "Edit", "EditResult", "LatentMismatchError", "LayerRange",
+    "UnknownDirectionError", "available_directions", "composite", "edit", "interpolate", "load_directions",
+    "load_mask", "local_edit", "move", "parse_edit", "parse_layers", "project_out", "resolve_direction",
+    "shipped_directions_files", "style_mix",
+]
