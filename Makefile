@@ -27,9 +27,10 @@ browser:
 	@test -x $(CHROMIUM) || $(APT) install -y -q chromium || ($(APT) update -q && $(APT) install -y -q chromium) \
 		|| echo "warning: could not install Debian's chromium; the real-browser app tests will skip"
 
-# Main job on the shipped default generator: a sample grid.
+# Main job: the web app (photo in, edited photo out) on the shipped default models, at
+# http://127.0.0.1:7860. `ganbrush sample --generator default --out out/samples.png` draws samples.
 run: setup
-	$(VENV)/bin/ganbrush sample --generator default --out out/samples.png --force
+	$(PY) app.py
 
 test: setup browser
 	$(PY) -m pytest -q

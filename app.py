@@ -1,0 +1,422 @@
+"""The ganbrush web app: ``python app.py`` serves it on http://127.0.0.1:7860, fully offline.
+
+Upload a photo -> pick one of the faces found -> invert it (live progress; or upload a saved
+``.npz``) -> move the direction sliders -> paint a region to regenerate with EdgeConnect, look at
+and redraw its predicted edges -> download the photo with the edited face. Every step calls
+:mod:`ganbrush_pipeline`; each browser session keeps its own state (``gr.State``), requests are
+queued, and a user error is shown as a one-line message while the app keeps serving.
+
+Named API endpoints (for ``gradio_client``): ``/pipeline`` (everything in one call, files in),
+and the steps ``/find_faces``, ``/invert``, ``/load_inversion``, ``/edit``, ``/predict_edges``,
+``/regenerate`` that share the session state.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: no analytics, no version check, no telemetry.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+import dataclasses  # noqa: E402
+import functools  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import cv2  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+import ganbrush_pipeline as pipe  # noqa: E402
+from inpainting import Method as InpaintMethod  # noqa: E402
+from inversion import METHODS, AlignedFace, Face, Inversion, load_photo  # noqa: E402
+from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
+from stylegan_ops import load_generator  # noqa: E402
+from stylegan_ops.networks import Generator  # noqa: E402
+
+#: Photos larger than this are refused (checked from the file header, before decoding).
+MAX_PIXELS = 40_000_000
+#: Uploads larger than this are refused by the server before they reach the app.
+MAX_FILE_SIZE = "25mb"
+#: The brush and edge editors show the (small) aligned face enlarged to this side, so it can be painted on.
+EDITOR_SIDE = 256
+#: Face thumbnails in the gallery.
+THUMB_SIDE = 128
+DEFAULT_STEPS = 200
+CACHE_SECONDS = 3600
+MAX_STEPS = 2000
+#: Slider range of each direction, in the direction's own units (~1 std of sampled w).
+MAX_STRENGTH = 5.0
+
+
+#: Gradio spots a progress parameter by this default value and feeds it the running event's tracker.
+PROGRESS = gr.Progress()
+
+
+class AppInputError(ValueError):
+    """A step run before the one it needs (no photo yet, no inversion yet, ...)."""
+
+
+@dataclasses.dataclass
+class Session:
+    """The work on one photo. Never mutated: a handler builds a new one, so a request that is
+    still running keeps the data it started with."""
+
+    photo: np.ndarray | None = None
+    faces: list[Face] = dataclasses.field(default_factory=list)
+    aligned: AlignedFace | None = None
+    inversion: Inversion | None = None
+    edited: np.ndarray | None = None  # the rendered edit, uint8 [r, r, 3]
+    mask: np.ndarray | None = None  # bool [r, r] the edges were predicted for
+    edges: np.ndarray | None = None  # float [r, r]
+
+
+@dataclasses.dataclass
+class Workspace:
+    """One browser session's state (``gr.State``): its current :class:`Session`. A new upload
+    replaces it; a request that finishes for a photo that has since been replaced does not
+    write its results into the new photo's session."""
+
+    current: Session = dataclasses.field(default_factory=Session)
+
+    def commit(self, base: Session, new: Session) -> bool:
+        """Make ``new`` (derived from ``base``) current, unless another photo was loaded meanwhile."""
+        if self.current.photo is not base.photo:
+            return False
+        self.current = new
+        return True
+
+
+def _new_workspace() -> Workspace:
+    return Workspace()
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Show the one-line message of a user error (any ValueError: PhotoError, NoFaceError, MaskError,
+    InversionFileError, UnknownDirectionError, ...) in the UI instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            lines = str(e).strip().splitlines()
+            raise gr.Error(lines[0] if lines else type(e).__name__, print_exception=False) from None
+
+    return wrapper
+
+
+def _enlarge(image: np.ndarray, side: int, interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
+    return cv2.resize(image, (side, side), interpolation=interpolation)
+
+
+def _shrink_to(plane: np.ndarray, side: int) -> np.ndarray:
+    """float plane of any size -> float32 ``[side, side]`` by area averaging."""
+    return cv2.resize(plane.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def _painted(editor_value: dict | None) -> np.ndarray | None:
+    """The union of the painted strokes of an ImageEditor value: float ``[H, W]`` in [0, 1]."""
+    if not editor_value or not editor_value.get("layers"):
+        return None
+    planes = [np.asarray(layer)[..., 3].astype(np.float32) / 255 for layer in editor_value["layers"]
+              if layer is not None and np.asarray(layer).ndim == 3 and np.asarray(layer).shape[2] == 4]
+    return np.max(planes, axis=0) if planes else None
+
+
+def _edges_image(edges: np.ndarray) -> np.ndarray:
+    gray = np.clip(np.round(edges * 255), 0, 255).astype(np.uint8)
+    return _enlarge(np.repeat(gray[..., None], 3, axis=2), EDITOR_SIDE)
+
+
+def _picked_face(evt: gr.SelectData) -> int:
+    return int(evt.index)
+
+
+class App:
+    """The handlers, bound to one generator and its directions."""
+
+    def __init__(self, G: Generator, directions: dict[str, Direction], work_dir: Path) -> None:
+        self.G = G
+        self.directions = directions
+        self.names = list(directions)
+        self.work_dir = work_dir
+
+    def _file(self, suffix: str) -> Path:
+        folder = self.work_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder / f"ganbrush{suffix}"
+
+    def _save_png(self, image: np.ndarray, stem: str) -> str:
+        path = self._file(".png").with_name(f"{stem}.png")
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        return str(path)
+
+    @staticmethod
+    def _need(workspace: Workspace, what: str) -> Session:
+        session = workspace.current
+        if session.photo is None:
+            raise AppInputError("upload a photo and press 'Find faces' first")
+        if what == "inversion" and session.inversion is None:
+            raise AppInputError("invert the face (or upload its inversion .npz) first")
+        return session
+
+    def _edits(self, strengths: tuple[float, ...]) -> list[Edit]:
+        return [Edit(name, float(s)) for name, s in zip(self.names, strengths) if s]
+
+    @staticmethod
+    def _layers(restrict: bool, first: float, last: float) -> tuple[int, int] | None:
+        if not restrict:
+            return None
+        if int(first) > int(last):
+            raise AppInputError(f"the first layer ({int(first)}) is after the last ({int(last)}); swap them")
+        return (int(first), int(last) + 1)
+
+    # -- steps -------------------------------------------------------------------------------
+    def find_faces(self, workspace: Workspace, photo_path: str | None, detector: str) -> tuple:
+        if not photo_path:
+            raise AppInputError("upload a photo first")
+        photo = load_photo(photo_path, max_pixels=MAX_PIXELS)
+        faces = pipe.find_faces(photo, detector)
+        thumbs = [(_enlarge(pipe.align(photo, faces, i, self.G).image, THUMB_SIDE, cv2.INTER_CUBIC),
+                   f"face {i}") for i in range(len(faces))]
+        choices = [(f"face {i}" + (" (largest)" if i == 0 else ""), i) for i in range(len(faces))]
+        workspace.current = Session(photo=photo, faces=faces)
+        return thumbs, gr.Dropdown(choices=choices, value=0), photo
+
+    def invert(self, workspace: Workspace, face: int | None, method: str, steps: float,
+               progress: gr.Progress = PROGRESS) -> tuple:
+        session = self._need(workspace, "photo")
+        aligned = pipe.align(session.photo, session.faces, int(face or 0), self.G)
+
+        def report(step: int, total: int, losses: dict[str, float]) -> None:
+            progress((step, total), desc=f"inverting ({method})", unit="steps")
+
+        inv = pipe.invert_face(self.G, aligned, method, int(steps), report)
+        return self._inverted(workspace, session, aligned, inv, save=True)
+
+    def load_inversion(self, workspace: Workspace, face: int | None, npz: str | None) -> tuple:
+        session = self._need(workspace, "photo")
+        if not npz:
+            raise AppInputError("choose an inversion .npz file to upload")
+        aligned = pipe.align(session.photo, session.faces, int(face or 0), self.G)
+        return self._inverted(workspace, session, aligned, pipe.load_inversion(npz, self.G), save=False)
+
+    def _inverted(self, workspace: Workspace, session: Session, aligned: AlignedFace, inv: Inversion,
+                  save: bool) -> tuple:
+        recon = pipe.edit_face(inv, self.G)
+        npz = gr.skip()
+        if save:
+            npz = str(inv.save(self._file(".npz").with_name("inversion.npz")))
+        new = dataclasses.replace(session, aligned=aligned, inversion=inv, edited=recon, mask=None, edges=None)
+        shown = [_enlarge(image, EDITOR_SIDE, cv2.INTER_CUBIC) for image in (aligned.image, recon)]
+        if not workspace.commit(session, new):
+            # Another photo was loaded while this one was being inverted: show (and offer for
+            # download) what was made for the old photo, but leave the new photo's work alone.
+            gr.Warning("another photo was loaded while inverting: the inversion shown is the old photo's; "
+                       "invert again for the new one")
+            return (*shown, npz, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        pasted = pipe.paste(session.photo, aligned, recon)
+        brush = {"background": _enlarge(recon, EDITOR_SIDE), "layers": [], "composite": None}
+        return (*shown, npz, brush, None, pasted, self._save_png(pasted, "result"))
+
+    def apply_edits(self, workspace: Workspace, restrict: bool, first: float, last: float,
+                    *strengths: float) -> tuple:
+        session = self._need(workspace, "inversion")
+        edited = pipe.edit_face(session.inversion, self.G, self._edits(strengths), self._layers(restrict, first, last),
+                                self.directions)
+        pasted = pipe.paste(session.photo, session.aligned, edited)
+        brush = {"background": _enlarge(edited, EDITOR_SIDE), "layers": [], "composite": None}
+        workspace.commit(session, dataclasses.replace(session, edited=edited, mask=None, edges=None))
+        return brush, None, pasted, self._save_png(pasted, "result")
+
+    def _mask(self, session: Session, brush: dict | None) -> np.ndarray:
+        painted = _painted(brush)
+        if painted is None or not painted.any():
+            raise AppInputError("paint the region to regenerate on the face with the brush first")
+        return _shrink_to(painted, session.aligned.res) >= 0.5
+
+    def predict_edges(self, workspace: Workspace, brush: dict | None) -> dict:
+        session = self._need(workspace, "inversion")
+        mask = self._mask(session, brush)
+        edges = pipe.face_edges(session.edited, mask)
+        editor = {"background": _edges_image(edges), "layers": [], "composite": None}
+        workspace.commit(session, dataclasses.replace(session, mask=mask, edges=edges))
+        return editor
+
+    def regenerate(self, workspace: Workspace, brush: dict | None, edges_value: dict | None,
+                   method: str) -> tuple:
+        session = self._need(workspace, "inversion")
+        mask = self._mask(session, brush)
+        edges = None
+        # The drawn edges only belong to the mask they were predicted for.
+        if session.edges is not None and session.mask is not None and np.array_equal(session.mask, mask):
+            edges = session.edges
+            if edges_value and edges_value.get("composite") is not None:
+                composite = np.asarray(edges_value["composite"])[..., :3].astype(np.float32).mean(axis=2) / 255
+                edges = (_shrink_to(composite, session.aligned.res) >= 0.5).astype(np.float32)
+        face, used = pipe.inpaint_face(session.edited, mask, edges, method)
+        pasted = pipe.paste(session.photo, session.aligned, face)
+        editor = gr.skip() if used is None else {"background": _edges_image(used), "layers": [], "composite": None}
+        return _enlarge(face, EDITOR_SIDE), editor, pasted, self._save_png(pasted, "result")
+
+    def pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
+                 mask: str | None, inversion: str | None, progress: gr.Progress = PROGRESS) -> tuple:
+        if not photo:
+            raise AppInputError("give a photo file")
+        image = load_photo(photo, max_pixels=MAX_PIXELS)
+        plan = tuple(parse_edit(t) for t in edits.replace(",", " ").split()) if edits else ()
+
+        def report(step: int, total: int, losses: dict[str, float]) -> None:
+            progress((step, total), desc=f"inverting ({method})", unit="steps")
+
+        options = pipe.PipelineOptions(edits=plan, layers=parse_layers(layers.strip()) if layers.strip() else None,
+                                       mask=pipe.read_mask_file(mask) if mask else None, face=int(face),
+                                       method=method, steps=int(steps), inversion=inversion or None)
+        result = pipe.run_pipeline(image, options, self.G, report, directions=self.directions)
+        npz = result.inversion.save(self._file(".npz").with_name("inversion.npz"))
+        return result.photo, self._save_png(result.photo, "result"), str(npz)
+
+    # -- layout ------------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        G = self.G
+        # Gradio's copies of served files are dropped after CACHE_SECONDS.
+        with gr.Blocks(title="ganbrush", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
+            state = gr.State(_new_workspace)  # called once per browser session
+            gr.Markdown("# ganbrush\nSemantic photo editing with a StyleGAN2 face generator and EdgeConnect. "
+                        "1. upload a photo and find its faces, 2. invert one, 3. edit it with the sliders, "
+                        "4. optionally paint a region to regenerate, 5. download the result.")
+            with gr.Row():
+                photo_in = gr.Image(label="Photo", type="filepath", sources=["upload"], elem_id="photo", height=320)
+                faces = gr.Gallery(label="Faces found (largest first)", columns=4, height=320, elem_id="faces")
+            with gr.Row():
+                detector = gr.Radio(["hog", "cnn"], value="hog", label="Face detector (cnn: turned faces, slower)")
+                find_btn = gr.Button("Find faces", variant="primary", elem_id="find")
+            gr.Markdown("## Inversion")
+            with gr.Row():
+                face_pick = gr.Dropdown(choices=[], label="Face", elem_id="face")
+                method = gr.Radio(list(METHODS), value="w+", label="Method")
+                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
+                invert_btn = gr.Button("Invert", variant="primary", elem_id="invert")
+            with gr.Row():
+                aligned_img = gr.Image(label="Aligned face", format="png", interactive=False, height=256)
+                recon_img = gr.Image(label="Reconstruction", format="png", interactive=False, height=256,
+                                     elem_id="reconstruction")
+                npz = gr.File(label="Inversion .npz: download it, or upload one to skip inverting",
+                              file_types=[".npz"], elem_id="npz")
+            gr.Markdown("## Edit")
+            with gr.Row():
+                with gr.Column(elem_id="directions"):
+                    sliders = [gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=0, step=0.1, label=name,
+                                         elem_id=f"dir-{name}") for name in self.names]
+                with gr.Column():
+                    restrict = gr.Checkbox(label="Only these layers (else each direction's own)", value=False)
+                    first = gr.Slider(0, G.num_ws - 1, value=0, step=1, label="First layer (coarse)")
+                    last = gr.Slider(0, G.num_ws - 1, value=G.num_ws - 1, step=1, label="Last layer (fine)")
+                    edit_btn = gr.Button("Apply edits", variant="primary", elem_id="apply")
+            gr.Markdown("## Regenerate a region (EdgeConnect)")
+            with gr.Row():
+                brush = gr.ImageEditor(label="Paint the region to regenerate", type="numpy", format="png",
+                                       brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), eraser=gr.Eraser(),
+                                       sources=(), transforms=(), layers=False, canvas_size=(EDITOR_SIDE, EDITOR_SIDE),
+                                       elem_id="brush")
+                edges_ed = gr.ImageEditor(label="Edges: draw white to add, black to remove", type="numpy",
+                                          format="png", brush=gr.Brush(colors=["#ffffff", "#000000"],
+                                                                       color_mode="fixed"),
+                                          sources=(), transforms=(), layers=False,
+                                          canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edges")
+                regen_face = gr.Image(label="Regenerated face", format="png", interactive=False, height=256)
+            with gr.Row():
+                inpaint_method = gr.Dropdown([m.value for m in InpaintMethod], value=InpaintMethod.EDGECONNECT.value,
+                                             label="Inpainting method")
+                edges_btn = gr.Button("Predict edges", elem_id="predict-edges")
+                regen_btn = gr.Button("Regenerate", variant="primary", elem_id="regenerate")
+            gr.Markdown("## Result")
+            with gr.Row():
+                original = gr.Image(label="Original", format="png", interactive=False, elem_id="original")
+                result = gr.Image(label="Result", format="png", interactive=False, elem_id="result")
+            result_file = gr.File(label="Download the result (PNG)", elem_id="result-file")
+            with gr.Accordion("Everything at once (also the /pipeline API)", open=False):
+                with gr.Row():
+                    p_photo = gr.File(label="Photo", file_types=["image"])
+                    p_mask = gr.File(label="Mask (white = regenerate; photo or face size)", file_types=["image"])
+                    p_inv = gr.File(label="Inversion .npz (optional)", file_types=[".npz"])
+                with gr.Row():
+                    p_edits = gr.Textbox(label="Edits", placeholder="smile=2 age=-1@0-5")
+                    p_face = gr.Number(value=0, precision=0, label="Face")
+                    p_method = gr.Radio(list(METHODS), value="w+", label="Method")
+                    p_steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=MAX_STEPS, label="Steps")
+                    p_layers = gr.Textbox(label="Layers (FIRST-LAST, empty = each direction's own)")
+                p_btn = gr.Button("Run the pipeline")
+                with gr.Row():
+                    p_out = gr.Image(label="Result", format="png", interactive=False)
+                    p_file = gr.File(label="Result (PNG)")
+                    p_npz = gr.File(label="Inversion .npz")
+
+            face_outputs = [aligned_img, recon_img, npz, brush, edges_ed, result, result_file]
+            find_btn.click(_user_errors(self.find_faces), [state, photo_in, detector], [faces, face_pick, original],
+                           api_name="find_faces")
+            faces.select(_picked_face, None, face_pick, api_name=False)
+            invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps], face_outputs,
+                             api_name="invert")
+            npz.upload(_user_errors(self.load_inversion), [state, face_pick, npz], face_outputs,
+                       api_name="load_inversion")
+            edit_btn.click(_user_errors(self.apply_edits), [state, restrict, first, last, *sliders],
+                           [brush, edges_ed, result, result_file], api_name="edit")
+            edges_btn.click(_user_errors(self.predict_edges), [state, brush], [edges_ed],
+                            api_name="predict_edges")
+            regen_btn.click(_user_errors(self.regenerate), [state, brush, edges_ed, inpaint_method],
+                            [regen_face, edges_ed, result, result_file], api_name="regenerate")
+            p_btn.click(_user_errors(self.pipeline),
+                        [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv],
+                        [p_out, p_file, p_npz], api_name="pipeline")
+        return demo
+
+
+def _warm_up(G: Generator) -> None:
+    """Build the lazily loaded models (LPIPS, EdgeConnect) before serving, so the first requests
+    neither wait for them nor build them concurrently."""
+    from inversion.perceptual import lpips_model
+
+    lpips_model("vgg")
+    face = np.zeros((G.img_resolution, G.img_resolution, 3), np.uint8)
+    hole = np.zeros(face.shape[:2], bool)
+    hole[: G.img_resolution // 2] = True
+    pipe.face_edges(face, hole)
+
+
+def build_app(generator: str = "default", directions_files: tuple[str, ...] = ()) -> gr.Blocks:
+    """The Gradio Blocks app for ``generator`` (path or ``"default"``) with its directions."""
+    G = load_generator(generator)
+    # Shared by concurrent requests: never trained here, so no request toggles its grad flags.
+    G.eval().requires_grad_(False)
+    _warm_up(G)
+    # Files handed to Gradio (results, inversions); Gradio serves its own copies of them.
+    work_dir = Path(tempfile.mkdtemp(prefix="ganbrush-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    return App(G, pipe.directions_for(G, directions_files), work_dir).build()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the ganbrush web app on this machine only.")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
+    parser.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
+                        help="extra directions file (from `ganbrush directions`; repeatable)")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
+    args = parser.parse_args(argv)
+    demo = build_app(args.generator, tuple(args.directions))
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_name="127.0.0.1", server_port=args.port, share=False, max_file_size=MAX_FILE_SIZE,
+                ssr_mode=False, show_error=False, footer_links=["api"])
+
+
+if __name__ == "__main__":
+    main()

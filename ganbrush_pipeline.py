@@ -1,0 +1,317 @@
+"""The whole ganbrush pipeline as one call, as its steps, and as ``ganbrush pipeline``.
+
+photo -> faces (dlib) -> one face aligned to the generator's framing -> inversion (or a saved
+``.npz``) -> edits along named directions -> optional EdgeConnect regeneration of a masked region
+-> the face pasted back into the photo. The Gradio app (``app.py``) calls only the step functions
+here, between user interactions; :func:`run_pipeline` chains them for the CLI and for Python.
+
+Conventions: photos and faces are uint8 ``[H, W, 3]`` RGB; masks are bool ``[H, W]`` with
+**True = region to regenerate** (mask files: white = regenerate); edge maps are float32
+``[H, W]`` in [0, 1] with 1 = edge.
+
+    from ganbrush_pipeline import PipelineOptions, run_pipeline
+    result = run_pipeline(photo, PipelineOptions(edits=("smile=2", "age=-1")))
+    result.photo                                  # the edited photo, uint8 [H, W, 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from inpainting import Method as InpaintMethod
+from inpainting import inpaint, predict_edges, read_mask
+from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
+from inversion.align import Detector
+from manipulate import Direction, Edit, LayerRange, available_directions, edit, parse_edit, parse_layers
+from manipulate.directions import sefa
+from stylegan_ops import load_generator
+from stylegan_ops.images import to_uint8
+from stylegan_ops.networks import Generator
+
+#: Called after every inversion step with (step, total, losses), like :func:`inversion.invert`'s.
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+#: When no named (or other) directions are shipped for a generator, this many SeFa directions are
+#: computed on the fly (closed form, well under a second) so there is always something to edit.
+FALLBACK_SEFA = 10
+
+
+class PipelineError(ValueError):
+    """Input the pipeline cannot use (a face index out of range, a mask of the wrong size, ...)."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Everything :func:`run_pipeline` does besides the photo.
+
+    ``edits``: :class:`~manipulate.Edit` objects or text like ``"smile=2"``, ``"age=-1@0-5"``
+    (none: the face is the inversion's reconstruction). ``layers``: a half-open ``ws`` range (or
+    text ``"FIRST-LAST"``, inclusive) that overrides every edit's own. ``mask``: bool/0-1
+    ``[H, W]`` (True = regenerate) of the photo's size or of the aligned face's size, or a mask
+    file (white = regenerate). ``edges``: float ``[r, r]`` edges in the aligned frame that
+    replace EdgeConnect's prediction inside the mask. ``face``: index into the faces found,
+    largest first. ``inversion``: a ready :class:`~inversion.Inversion` or its ``.npz`` (skips
+    the optimisation; ``method``/``steps`` are then unused). ``directions_files``: extra
+    directions ``.npz`` files.
+    """
+
+    edits: Sequence[Edit | str] = ()
+    layers: LayerRange | str | None = None
+    mask: np.ndarray | str | os.PathLike | None = None
+    edges: np.ndarray | None = None
+    face: int = 0
+    detector: Detector = "hog"
+    method: str = "w+"
+    steps: int | None = None
+    inversion: Inversion | str | os.PathLike | None = None
+    feather: float = 0.1
+    inpaint_method: str = InpaintMethod.EDGECONNECT.value
+    directions_files: Sequence[str | os.PathLike] = ()
+    seed: int = 0
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` made. ``photo``: the final photo (uint8, the input's size);
+    ``aligned``: the face as cut out; ``inversion``; ``edited``: the rendered edit (uint8
+    ``[r, r, 3]``); ``face``: the face that was pasted back (``edited`` after inpainting);
+    ``mask`` / ``edges``: bool and float ``[r, r]`` in the aligned frame (``None`` without a mask)."""
+
+    photo: np.ndarray
+    aligned: AlignedFace
+    inversion: Inversion
+    edited: np.ndarray
+    face: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    edges: np.ndarray | None = None
+
+
+# -- steps --------------------------------------------------------------------------------------
+def find_faces(photo: np.ndarray, detector: Detector = "hog") -> list[Face]:
+    """The faces in ``photo``, largest first; :class:`~inversion.NoFaceError` when there is none.
+    Safe to call from several threads at once."""
+    return detect_faces(photo, detector=detector)
+
+
+def align(photo: np.ndarray, faces: Sequence[Face], index: int, G: Generator) -> AlignedFace:
+    """Face ``index`` of ``faces`` aligned to ``G``'s resolution and framing."""
+    if not faces:
+        raise NoFaceError("no face to align; find the faces in the photo first")
+    if not 0 <= index < len(faces):
+        raise PipelineError(f"face {index} is out of range: {len(faces)} face(s) found, numbered 0..{len(faces) - 1}")
+    return align_face(photo, faces[index], G.img_resolution)
+
+
+def face_tensor(face: np.ndarray) -> torch.Tensor:
+    """uint8 ``[r, r, 3]`` -> float ``[1, 3, r, r]`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def invert_face(G: Generator, aligned: AlignedFace, method: str = "w+", steps: int | None = None,
+                progress: ProgressFn | None = None, seed: int = 0) -> Inversion:
+    """Project the aligned face into ``G``'s latent space (see :func:`inversion.invert`)."""
+    return invert(G, face_tensor(aligned.image), method=method, steps=steps, progress=progress, seed=seed)
+
+
+def load_inversion(source: Inversion | str | os.PathLike, G: Generator) -> Inversion:
+    """An :class:`~inversion.Inversion` or its ``.npz``, checked to belong to ``G``."""
+    if isinstance(source, Inversion):
+        source.check_generator(G)
+        return source
+    return Inversion.load(source, G)
+
+
+def directions_for(G: Generator, files: Sequence[str | os.PathLike] = ()) -> dict[str, Direction]:
+    """The directions to offer for ``G``: the shipped ones plus ``files``; when that is empty,
+    :data:`FALLBACK_SEFA` SeFa directions computed now (named ``sefa0``, ...)."""
+    found = available_directions(G, files)
+    if found:
+        return found
+    return {d.name: d for d in sefa(G, FALLBACK_SEFA)}
+
+
+def edit_face(inversion: Inversion, G: Generator, edits: Sequence[Edit | str] = (), layers: LayerRange | None = None,
+              directions: Mapping[str, Direction] | None = None) -> np.ndarray:
+    """Render the inversion with ``edits`` applied (their moves add up); no edits: the
+    reconstruction. Returns uint8 ``[r, r, 3]``."""
+    plan = [parse_edit(e) if isinstance(e, str) else e for e in edits]
+    if not plan:
+        return to_uint8(inversion.render(G))[0]
+    result = edit(inversion, G, plan, layers=layers, directions=directions if directions is not None
+                  else directions_for(G))
+    return to_uint8(result.image)[0]
+
+
+def read_mask_file(path: str | os.PathLike) -> np.ndarray:
+    """A mask image file (any mode, **white = regenerate**) -> bool ``[H, W]``."""
+    return read_mask(path)[0, 0].numpy() > 0.5
+
+
+def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
+    a = np.asarray(mask)
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[..., 0] if a.shape[2] < 4 else a[..., 3]  # RGBA: the painted (opaque) pixels
+    if a.ndim != 2:
+        raise PipelineError(f"a mask must be one channel [H, W] (True/white = regenerate), got shape {a.shape}")
+    if a.dtype == np.bool_:
+        return a
+    return a >= (128 if a.dtype == np.uint8 else 0.5)
+
+
+def mask_for_face(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int, ...], aligned: AlignedFace
+                  ) -> np.ndarray:
+    """The mask in the aligned frame (bool ``[r, r]``). ``mask``: bool/0-1/uint8 (>= 128) ``[H, W]``
+    of the photo's size (warped into the aligned frame) or of the aligned face's size, or such a
+    mask file (white = regenerate). Any other size raises :class:`PipelineError`."""
+    m = read_mask_file(mask) if isinstance(mask, (str, os.PathLike)) else _as_bool_mask(mask)
+    h, w = photo_shape[:2]
+    r = aligned.res
+    if m.shape == (h, w):
+        # aligned px -> photo px is exactly the inverse map warpAffine wants.
+        warped = cv2.warpAffine(m.astype(np.float32), aligned.to_photo[:2], (r, r),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        return warped >= 0.5
+    if m.shape == (r, r):
+        return m
+    raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px; use the photo's size ({w}x{h}) or the aligned "
+                        f"face's size ({r}x{r})")
+
+
+def face_edges(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """EdgeConnect's edge map for ``face`` (uint8 ``[r, r, 3]``) with ``mask`` (bool ``[r, r]``):
+    Canny outside the mask, predicted inside. float32 ``[r, r]`` in [0, 1]."""
+    m = torch.from_numpy(_as_bool_mask(mask).astype(np.float32))[None, None]
+    return predict_edges(face_tensor(face), m)[0, 0].numpy()
+
+
+def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = None,
+                 method: str = InpaintMethod.EDGECONNECT.value) -> tuple[np.ndarray, np.ndarray | None]:
+    """Regenerate the masked region of ``face`` (uint8 ``[r, r, 3]``; ``mask`` bool ``[r, r]``,
+    True = regenerate). ``edges`` (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
+    predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
+    unchanged) and the edge map used (``None`` for the classical methods)."""
+    m = _as_bool_mask(mask)
+    if m.shape != face.shape[:2]:
+        raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
+                            f"{face.shape[0]}; draw the mask on the face")
+    if not m.any():
+        return face.copy(), None
+    e = None
+    if edges is not None:
+        e = np.asarray(edges, dtype=np.float32)
+        if e.shape != m.shape:
+            raise PipelineError(f"the edge map is {e.shape[1]}x{e.shape[0]} px but the face is {m.shape[1]}x"
+                                f"{m.shape[0]}; predict the edges again")
+        e = torch.from_numpy(np.clip(e, 0, 1))[None, None]
+    result = inpaint(face_tensor(face), torch.from_numpy(m.astype(np.float32))[None, None], e, method=method)
+    out = to_uint8(result.image)[0]
+    out[~m] = face[~m]  # exactly the input outside the hole, whatever the float round trip did
+    return out, None if result.edges is None else result.edges[0, 0].numpy()
+
+
+def paste(photo: np.ndarray, aligned: AlignedFace, face: np.ndarray, feather: float = 0.1) -> np.ndarray:
+    """``face`` pasted back where ``aligned`` was cut out (pixels outside the square unchanged)."""
+    return paste_back(photo, aligned, face, feather=feather)
+
+
+# -- the whole pipeline ------------------------------------------------------------------------------
+def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions(), G: Generator | None = None,
+                 progress: ProgressFn | None = None, directions: Mapping[str, Direction] | None = None
+                 ) -> PipelineResult:
+    """Run every step on ``photo`` (uint8 ``[H, W, 3]`` RGB, e.g. from :func:`inversion.load_photo`).
+    ``G`` defaults to the shipped generator; ``progress`` sees every inversion step; ``directions``
+    defaults to :func:`directions_for` ``G`` and ``options.directions_files``."""
+    G = G if G is not None else load_generator("default")
+    faces = find_faces(photo, options.detector)
+    aligned = align(photo, faces, options.face, G)
+    mask = mask_for_face(options.mask, photo.shape, aligned) if options.mask is not None else None
+    layers = parse_layers(options.layers) if isinstance(options.layers, str) else options.layers
+    if options.inversion is not None:
+        inv = load_inversion(options.inversion, G)
+    else:
+        inv = invert_face(G, aligned, options.method, options.steps, progress, options.seed)
+    if directions is None and options.edits:
+        directions = directions_for(G, options.directions_files)
+    edited = edit_face(inv, G, options.edits, layers, directions)
+    face, edges = edited, None
+    if mask is not None:
+        face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method)
+    return PipelineResult(photo=paste(photo, aligned, face, options.feather), aligned=aligned, inversion=inv,
+                          edited=edited, face=face, faces=faces, mask=mask, edges=edges)
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ganbrush pipeline`` to the ``ganbrush`` command."""
+    from inversion.project import METHODS
+
+    p = subparsers.add_parser(
+        "pipeline", help="edit a face in a photo: find, invert, edit, inpaint, paste back",
+        description="Find the faces in PHOTO, invert one (or read --inversion), apply the --edit moves, regenerate "
+                    "the --mask region with EdgeConnect and write the photo with the edited face to --out.")
+    p.add_argument("photo", help="photo file (JPEG, PNG, ...)")
+    p.add_argument("--out", required=True, help="output image file (.png, .jpg, ...)")
+    p.add_argument("--edit", action="append", default=[], metavar="NAME=STRENGTH[@FIRST-LAST]",
+                   help="an edit, e.g. smile=2 or age=-1@0-5 (repeatable; the moves add up)")
+    p.add_argument("--layers", default=None, metavar="FIRST-LAST", help="apply every edit to these ws layers")
+    p.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
+                   help="extra directions file (from `ganbrush directions`; repeatable)")
+    p.add_argument("--mask", default=None, help="mask image, white = regenerate (photo size or aligned face size)")
+    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,
+                   choices=[m.value for m in InpaintMethod])
+    p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
+    p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
+    p.add_argument("--method", default="w+", choices=METHODS, help="inversion method")
+    p.add_argument("--steps", type=int, default=None, help="inversion steps (default per method)")
+    p.add_argument("--inversion", default=None, metavar="FILE.npz", help="use this inversion instead of inverting")
+    p.add_argument("--save-inversion", default=None, metavar="FILE.npz", help="also write the inversion here")
+    p.add_argument("--feather", type=float, default=0.1, help="paste-back blend width, fraction of the face side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from inversion import load_photo, save_photo
+
+    targets = [Path(args.out)] + ([Path(args.save_inversion)] if args.save_inversion else [])
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    if args.save_inversion and Path(args.save_inversion).suffix != ".npz":
+        raise PipelineError(f"--save-inversion must end in .npz, got {args.save_inversion}")
+    edits = [parse_edit(text) for text in args.edit]  # bad edits fail before the slow steps
+    photo = load_photo(args.photo)
+    G = load_generator(args.generator)
+    options = PipelineOptions(edits=tuple(edits), layers=parse_layers(args.layers) if args.layers else None,
+                              mask=args.mask, face=args.face, detector=args.detector, method=args.method,
+                              steps=args.steps, inversion=args.inversion, feather=args.feather,
+                              inpaint_method=args.inpaint_method, directions_files=tuple(args.directions),
+                              seed=args.seed)
+    with tqdm(desc=f"invert ({args.method})", unit="step", disable=args.inversion is not None) as bar:
+        def progress(step: int, total: int, losses: dict[str, float]) -> None:
+            bar.total = total
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+            bar.update(1)
+
+        result = run_pipeline(photo, options, G, progress)
+    save_photo(result.photo, args.out, force=args.force)
+    if args.save_inversion:
+        result.inversion.save(args.save_inversion, force=args.force)
+    left, top, right, bottom = result.aligned.face.box
+    print(f"face {args.face} of {len(result.faces)} at ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f}); "
+          f"{len(edits)} edit(s){', mask regenerated' if result.mask is not None else ''}; wrote {args.out}")
+    return 0
+
