@@ -188,12 +188,14 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
 
 def default_weights() -> tuple[Path, Path]:
-    """The shipped default (edge, inpaint) files, or a :class:`CheckpointError` saying how to
-    pass weights while none are shipped."""
-    if not (DEFAULT_EDGE.is_file() and DEFAULT_INPAINT.is_file()):
+    """The shipped default (edge, inpaint) files (model card: ``weights/edgeconnect.md``), or a
+    :class:`CheckpointError` when an installation lacks them."""
+    missing = [p for p in (DEFAULT_EDGE, DEFAULT_INPAINT) if not p.is_file()]
+    if missing:
         raise CheckpointError(
-            "no default EdgeConnect model is shipped in this version of ganbrush yet; pass weights with "
-            "--weights EDGE INPAINT (ganbrush .safetensors or the official EdgeModel_gen.pth InpaintingModel_gen.pth)"
+            f"the default EdgeConnect model is missing from this installation ({missing[0]}); reinstall ganbrush "
+            "or pass weights with --weights EDGE INPAINT (ganbrush .safetensors or the official "
+            "EdgeModel_gen.pth InpaintingModel_gen.pth)"
         )
     return DEFAULT_EDGE, DEFAULT_INPAINT
 

@@ -10,12 +10,12 @@ from inpainting import (
     EdgeGenerator,
     InpaintGenerator,
     PatchDiscriminator,
+    checkpoints,
     load_edgeconnect,
     load_generator,
     save_edgeconnect,
     save_generator,
 )
-from inpainting.checkpoints import DEFAULT_EDGE
 
 
 def _tiny_pair(seed: int = 0) -> EdgeConnect:
@@ -115,7 +115,7 @@ def test_corrupt_and_missing_files_are_one_line_errors(tmp_path):
         assert bad.name in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.skipif(DEFAULT_EDGE.exists(), reason="a default EdgeConnect model is shipped")
-def test_missing_default_model_says_which_flag_to_use():
-    with pytest.raises(CheckpointError, match="--weights"):
+def test_missing_default_model_says_which_flag_to_use(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "DEFAULT_INPAINT", tmp_path / "missing.safetensors")
+    with pytest.raises(CheckpointError, match="missing.safetensors.*--weights"):
         load_edgeconnect()

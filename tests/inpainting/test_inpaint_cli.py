@@ -9,9 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from inpainting import CheckpointError, EdgeConnect, EdgeGenerator, InpaintGenerator, MaskError, save_edgeconnect
+from inpainting import (
+    CheckpointError,
+    EdgeConnect,
+    EdgeGenerator,
+    InpaintGenerator,
+    MaskError,
+    checkpoints,
+    save_edgeconnect,
+)
 from inpainting import cli as inpaint_cli
-from inpainting.checkpoints import DEFAULT_EDGE
 
 
 def run(*argv) -> int:
@@ -91,8 +98,8 @@ def test_inverted_looking_mask_warns_with_the_hint(files, tmp_path, capsys):
     assert (tmp_path / "p.png").read_bytes() != (tmp_path / "o.png").read_bytes()
 
 
-@pytest.mark.skipif(DEFAULT_EDGE.exists(), reason="a default EdgeConnect model is shipped")
-def test_edgeconnect_without_weights_says_which_flag_to_use(files, tmp_path):
+def test_edgeconnect_without_default_weights_says_which_flag_to_use(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "DEFAULT_EDGE", tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError) as e:
         run(files["photo"], files["mask"], "--out", tmp_path / "o.png")
     assert "--weights" in _one_line(e)
