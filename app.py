@@ -383,7 +383,7 @@ class App:
 def _warm_up(G: Generator) -> None:
     """Build the lazily loaded models (LPIPS, EdgeConnect) before serving, so the first requests
     neither wait for them nor build them concurrently."""
-    from inversion.perceptual import lpips_model
+    from ganbrush_core.metrics import lpips_model
 
     lpips_model("vgg")
     face = np.zeros((G.img_resolution, G.img_resolution, 3), np.uint8)

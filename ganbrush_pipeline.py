@@ -26,14 +26,16 @@ import cv2
 import numpy as np
 import torch
 
+from ganbrush_core.images import to_uint8, uint8_to_float
+from ganbrush_core.io import refuse_overwrite
+from ganbrush_core.masks import read_mask
 from inpainting import Method as InpaintMethod
-from inpainting import inpaint, predict_edges, read_mask
+from inpainting import inpaint, predict_edges
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
 from inversion.align import Detector
 from manipulate import Direction, Edit, LayerRange, available_directions, edit, parse_edit, parse_layers
 from manipulate.directions import sefa
 from stylegan_ops import load_generator
-from stylegan_ops.images import to_uint8
 from stylegan_ops.networks import Generator
 
 #: Called after every inversion step with (step, total, losses), like :func:`inversion.invert`'s.
@@ -113,7 +115,7 @@ def align(photo: np.ndarray, faces: Sequence[Face], index: int, G: Generator) ->
 
 def face_tensor(face: np.ndarray) -> torch.Tensor:
     """uint8 ``[r, r, 3]`` -> float ``[1, 3, r, r]`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return uint8_to_float(face)
 
 
 def invert_face(G: Generator, aligned: AlignedFace, method: str = "w+", steps: int | None = None,
@@ -287,9 +289,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from inversion import load_photo, save_photo
 
     targets = [Path(args.out)] + ([Path(args.save_inversion)] if args.save_inversion else [])
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    refuse_overwrite(targets, args.force)
     if args.save_inversion and Path(args.save_inversion).suffix != ".npz":
         raise PipelineError(f"--save-inversion must end in .npz, got {args.save_inversion}")
     edits = [parse_edit(text) for text in args.edit]  # bad edits fail before the slow steps

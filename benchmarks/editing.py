@@ -43,8 +43,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ganbrush_core.faces import held_out_faces  # noqa: E402
+from ganbrush_core.images import image_grid, to_uint8  # noqa: E402
+from ganbrush_core.metrics import lpips_model  # noqa: E402
 from inversion.identity import FACE_BOX, face_descriptor  # noqa: E402
-from inversion.perceptual import lpips_model  # noqa: E402
 from inversion.project import invert  # noqa: E402
 from inversion.result import Inversion, InversionFileError  # noqa: E402
 from manipulate.attributes import AGE, attribute_scores, load_classifier  # noqa: E402
@@ -53,8 +55,6 @@ from manipulate.edit import available_directions  # noqa: E402
 from manipulate.edits import move  # noqa: E402
 from manipulate.local_edit import local_edit  # noqa: E402
 from stylegan_ops.checkpoints import generator_hash, load_generator  # noqa: E402
-from stylegan_ops.faces import held_out_faces  # noqa: E402
-from stylegan_ops.images import image_grid, to_uint8  # noqa: E402
 
 DEFAULT_STRENGTHS = (-6.0, -3.0, 3.0, 6.0)  # InterFaceGAN scales are ~0.6-0.9 w units
 # Local edits cost an optimisation each: by default only for attributes that live inside the face.

@@ -1,4 +1,4 @@
-"""Compare EdgeConnect with the classical inpainters on held-out faces (DESIGN.md section 6).
+"""Compare EdgeConnect with the classical inpainters on held-out faces x irregular-mask bins.
 
 Protocol: the first ``--num`` held-out faces (alternating CelebA / UTKFace, framed as the training
 data, at ``--res``) x the irregular-12k mask bins 10-20% ... 50-60%. In each bin face ``i`` gets
@@ -29,14 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ganbrush_core.faces import held_out_faces  # noqa: E402
+from ganbrush_core.fid import InceptionFeatures, Stats, features_from_images, fid_from_stats  # noqa: E402
+from ganbrush_core.images import image_grid  # noqa: E402
+from ganbrush_core.metrics import lpips_model, psnr, ssim  # noqa: E402
 from inpainting.checkpoints import load_edgeconnect  # noqa: E402
 from inpainting.inpaint import Method, inpaint  # noqa: E402
 from inpainting.masks import IRREGULAR_BINS, irregular_mask_indices, load_irregular_mask  # noqa: E402
-from inversion.metrics import psnr, ssim  # noqa: E402
-from inversion.perceptual import lpips_model  # noqa: E402
-from stylegan_ops.faces import held_out_faces  # noqa: E402
-from stylegan_ops.fid import InceptionFeatures, Stats, features_from_images, fid_from_stats  # noqa: E402
-from stylegan_ops.images import image_grid  # noqa: E402
 
 # Bins of the issue's table: 10-20% ... 50-60% (bin 0, 1-10%, is left out as in the paper's table).
 DEFAULT_BINS = (1, 2, 3, 4, 5)

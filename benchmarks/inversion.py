@@ -1,4 +1,4 @@
-"""Compare the inversion methods on held-out faces (DESIGN.md section 6).
+"""Compare the inversion methods on held-out faces (LPIPS-VGG, PSNR, SSIM, identity distance, s/image).
 
 For each method (``w+``, ``w``, ``pti``) and two budgets measured in the same run:
 
@@ -33,13 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ganbrush_core.faces import held_out_faces  # noqa: E402
+from ganbrush_core.images import image_grid, to_uint8  # noqa: E402
+from ganbrush_core.metrics import lpips_model, psnr, ssim  # noqa: E402
 from inversion.identity import face_descriptor, identity_distance  # noqa: E402
-from inversion.metrics import psnr, ssim  # noqa: E402
-from inversion.perceptual import lpips_model  # noqa: E402
 from inversion.project import METHODS, invert  # noqa: E402
 from stylegan_ops.checkpoints import load_generator  # noqa: E402
-from stylegan_ops.faces import held_out_faces  # noqa: E402
-from stylegan_ops.images import image_grid, to_uint8  # noqa: E402
 
 
 @dataclass

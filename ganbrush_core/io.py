@@ -20,8 +20,9 @@ from typing import IO
 FILE_MODE = 0o644
 
 
-def refuse_overwrite(paths: str | os.PathLike | Iterable[str | os.PathLike], force: bool = False) -> None:
+def refuse_overwrite(paths: str | os.PathLike | Iterable[str | os.PathLike | None], force: bool = False) -> None:
     """Raise :class:`FileExistsError` naming every path in ``paths`` that exists, unless ``force``.
+    ``None`` entries (an optional output that was not asked for) are skipped.
 
     The one wording for this check everywhere (CLI and API): ``... exists; pass --force
     (force=True) to overwrite``.
@@ -29,7 +30,7 @@ def refuse_overwrite(paths: str | os.PathLike | Iterable[str | os.PathLike], for
     if force:
         return
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    existing = [str(p) for p in items if Path(p).exists()]
+    existing = [str(p) for p in items if p is not None and Path(p).exists()]
     if existing:
         verb = "exists" if len(existing) == 1 else "exist"
         raise FileExistsError(f"{', '.join(existing)} {verb}; pass --force (force=True) to overwrite")

@@ -1,7 +1,7 @@
 """ganbrush inpainting: EdgeConnect (edge + inpainting generators, official checkpoints) and
 classical baselines (OpenCV Telea / Navier-Stokes, scikit-image biharmonic, PatchMatch).
 
-Conventions (DESIGN.md section 2): images float ``[N, 3, H, W]`` RGB in [-1, 1]; masks
+Conventions: images float ``[N, 3, H, W]`` RGB in [-1, 1]; masks
 ``[N, 1, H, W]`` in {0, 1} with 1 = hole; edge maps ``[N, 1, H, W]`` in [0, 1] with 1 = edge.
 """
 
@@ -16,13 +16,7 @@ from inpainting.checkpoints import (
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import canny_edges, to_gray
 from inpainting.inpaint import METHODS, InpaintResult, Method, inpaint, inpaint_edgeconnect, predict_edges
-from inpainting.masks import (
-    MaskError,
-    hole_ratio,
-    load_irregular_mask,
-    random_mask,
-    read_mask,
-)
+from inpainting.masks import load_irregular_mask, random_mask
 from inpainting.networks import (
     EdgeConnectGenerator,
     EdgeGenerator,
@@ -42,11 +36,9 @@ __all__ = [
     "GeneratorKind",
     "InpaintGenerator",
     "InpaintResult",
-    "MaskError",
     "Method",
     "PatchDiscriminator",
     "canny_edges",
-    "hole_ratio",
     "inpaint",
     "inpaint_biharmonic",
     "inpaint_edgeconnect",
@@ -58,7 +50,6 @@ __all__ = [
     "load_irregular_mask",
     "predict_edges",
     "random_mask",
-    "read_mask",
     "save_edgeconnect",
     "save_generator",
     "to_gray",

@@ -16,17 +16,17 @@ Every failure a user can cause is a :class:`CheckpointError` with a one-line mes
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ganbrush_core.io import refuse_overwrite
+from ganbrush_core.weights import WeightsFileError, read_safetensors, save_safetensors
 from inpainting.networks import EdgeConnectGenerator, GeneratorConfig, GeneratorKind, build_generator
 
 FORMAT_NAME = "ganbrush.edgeconnect"
@@ -141,20 +141,12 @@ def _detect_format(path: Path) -> str:
 
 
 def _read_ganbrush(path: Path) -> EdgeConnectGenerator:
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT_NAME:
-                raise CheckpointError(f"{path}: safetensors file is not an EdgeConnect generator "
-                                      f"(format={meta.get('format')!r})")
-            cfg = GeneratorConfig.from_dict(json.loads(meta["config"]))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({_first_line(e)})") from e
-    net = build_generator(cfg)
-    _load_state(net, state)
+        f = read_safetensors(path, FORMAT_NAME, what="an EdgeConnect generator")
+    except WeightsFileError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    net = build_generator(GeneratorConfig.from_dict(f.config))
+    _load_state(net, f.tensors)
     return net
 
 
@@ -215,44 +207,21 @@ def load_edgeconnect(edge_ckpt: str | os.PathLike | None = None, inpaint_ckpt: s
     return EdgeConnect(edge, inpaint).eval()
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def save_generator(net: EdgeConnectGenerator, path: str | os.PathLike, *, force: bool = False,
                    dtype: torch.dtype | None = None, metadata: dict[str, str] | None = None) -> Path:
-    """Write one generator as a ganbrush ``.safetensors`` (config as JSON metadata). Written to a
-    temporary name then renamed; an existing file is kept unless ``force``."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: EdgeConnect generators are saved as .safetensors")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force (force=True) to overwrite it")
-    tensors = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in net.state_dict().items()
-    }
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": json.dumps(net.cfg.to_dict())}
-    meta.update(metadata or {})
-    _atomic_save(tensors, meta, path)
-    return path
+    """Write one generator as a ganbrush ``.safetensors`` (config as JSON metadata), atomically
+    with mode 0644; an existing file is kept unless ``force``."""
+    try:
+        return save_safetensors(path, net.state_dict(), format=FORMAT_NAME, version=FORMAT_VERSION,
+                                config=net.cfg.to_dict(), metadata=metadata, dtype=dtype, force=force)
+    except WeightsFileError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def save_edgeconnect(model: EdgeConnect, edge_path: str | os.PathLike, inpaint_path: str | os.PathLike, *,
                      force: bool = False, dtype: torch.dtype | None = None) -> tuple[Path, Path]:
     """Write both generators (see :func:`save_generator`); nothing is written if either file exists
     and ``force`` is not set."""
-    for p in (Path(edge_path), Path(inpaint_path)):
-        if p.exists() and not force:
-            raise FileExistsError(f"{p} exists; pass --force (force=True) to overwrite it")
+    refuse_overwrite([edge_path, inpaint_path], force)
     return (save_generator(model.edge_generator, edge_path, force=force, dtype=dtype),
             save_generator(model.inpaint_generator, inpaint_path, force=force, dtype=dtype))

@@ -6,29 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganbrush_core.io import refuse_overwrite
 from inpainting.edges import DEFAULT_SIGMA
 from inpainting.inpaint import Method
 from inpainting.masks import INVERTED_RATIO
 
 
-def _refuse_overwrite(path: Path | None, force: bool) -> None:
-    if path is not None and path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-
-
 def _inpaint(args: argparse.Namespace) -> int:
+    from ganbrush_core.images import read_image, read_map, write_image, write_map
+    from ganbrush_core.masks import MaskError, hole_ratio, read_mask
     from inpainting.checkpoints import load_edgeconnect
-    from inpainting.images import read_image, read_map, write_image, write_map
     from inpainting.inpaint import inpaint
-    from inpainting.masks import MaskError, hole_ratio, read_mask
 
     out = Path(args.out)
     save_edges = Path(args.save_edges) if args.save_edges else None
     method = Method(args.method)
     if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
         raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
-    _refuse_overwrite(out, args.force)
-    _refuse_overwrite(save_edges, args.force)
+    refuse_overwrite([out, save_edges], args.force)
 
     image = read_image(args.image)
     mask = read_mask(args.mask, invert=args.invert_mask)

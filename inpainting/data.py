@@ -3,7 +3,7 @@ numpy alone, random horizontal flips, and the Canny edges of each ground truth.
 
 A packed folder holds ``images.npy`` (uint8 ``[N, H, W, 3]`` RGB, opened memory-mapped) and
 ``meta.json`` (at least ``"res"`` and ``"split"``). Only the ``"train"`` split is accepted, so the
-held-out evaluation faces (DESIGN.md section 4) never enter training.
+held-out evaluation faces never enter training.
 
 Edges are computed per image when it is loaded, after the flip, on the whole picture (the
 official trainer also detects training edges without the mask). Measured on one busy core,
@@ -14,52 +14,26 @@ training step, so no edge cache is kept.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from skimage.color import rgb2gray
 from skimage.feature import canny
-from torch.utils.data import Dataset
 
+from ganbrush_core import faces
+from ganbrush_core.faces import FaceDataError
 from inpainting.edges import DEFAULT_SIGMA
 from inpainting.networks import SIZE_MULTIPLE
 
-IMAGES_FILE = "images.npy"
-META_FILE = "meta.json"
 TRAIN_SPLIT = "train"
 
 
-class FaceDataError(ValueError):
-    """The training folder cannot be used; ``str()`` is one line saying what to do."""
-
-
 def read_packed_faces(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """The memory-mapped uint8 ``[N, H, W, 3]`` array and ``meta.json`` of a packed train folder."""
-    path = Path(path)
-    images_file, meta_file = path / IMAGES_FILE, path / META_FILE
-    if not images_file.is_file() or not meta_file.is_file():
-        raise FaceDataError(f"{path}: not a packed face folder (needs {IMAGES_FILE} and {META_FILE}); build one with "
-                            "`ganbrush data faces --res 128 --out DIR`")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise FaceDataError(f"{meta_file}: not valid JSON ({e.msg}); rebuild the folder") from e
-    if not isinstance(meta, dict) or "res" not in meta or "split" not in meta:
-        raise FaceDataError(f"{meta_file}: needs the keys 'res' and 'split'; rebuild the folder")
-    if meta["split"] != TRAIN_SPLIT:
-        raise FaceDataError(f"{path} holds the {meta['split']!r} split; EdgeConnect trains on the train split only "
-                            "(build it with `ganbrush data faces --split train`)")
-    try:
-        images = np.load(images_file, mmap_mode="r")
-    except ValueError as e:
-        raise FaceDataError(f"{images_file}: unreadable ({e}); rebuild the folder") from e
+    """The memory-mapped uint8 ``[N, H, W, 3]`` array and ``meta.json`` of a packed train folder
+    (:func:`ganbrush_core.faces.read_packed_faces`), at a resolution EdgeConnect can take."""
+    images, meta = faces.read_packed_faces(path, split=TRAIN_SPLIT)
     res = int(meta["res"])
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (res, res, 3) or len(images) == 0:
-        raise FaceDataError(f"{images_file}: expected uint8 [N, {res}, {res}, 3] with N > 0, got {images.dtype} "
-                            f"{list(images.shape)}; rebuild the folder")
     if res % SIZE_MULTIPLE:
         raise FaceDataError(f"{path}: resolution {res} is not a multiple of {SIZE_MULTIPLE}; build it at 64 or 128 px")
     return images, meta
@@ -72,30 +46,19 @@ def gray_and_edges(image: np.ndarray, sigma: float = DEFAULT_SIGMA) -> tuple[np.
     return gray.astype(np.float32), canny(gray, sigma=sigma).astype(np.float32)
 
 
-class EdgeConnectFaces(Dataset):
-    """Training samples from a packed face folder.
+class EdgeConnectFaces(faces.FaceDataset):
+    """Training samples from a packed face folder (train split only).
 
     ``dataset[i]`` is a dict of float32 tensors: ``image`` RGB ``[3, H, W]``, ``gray`` ``[1, H, W]``
     and ``edges`` ``[1, H, W]`` (1 = edge), all in [0, 1]. With ``xflip`` each image is mirrored
-    left-right with probability 1/2 (torch's RNG, which the DataLoader seeds per worker) before its
-    edges are found. The array is opened lazily in each process so DataLoader workers share the
-    page cache.
+    left-right with probability 1/2 before its edges are found. The array is opened lazily in each
+    process so DataLoader workers share the page cache.
     """
 
     def __init__(self, path: str | os.PathLike, sigma: float = DEFAULT_SIGMA, xflip: bool = True):
-        self.path = Path(path)
-        images, self.meta = read_packed_faces(self.path)
-        self.res, self._len = int(self.meta["res"]), len(images)
-        self.sigma, self.xflip = sigma, xflip
-        self._images: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self._len
-
-    def _array(self) -> np.ndarray:
-        if self._images is None:
-            self._images = np.load(self.path / IMAGES_FILE, mmap_mode="r")
-        return self._images
+        read_packed_faces(path)  # EdgeConnect's own checks (split, size multiple) first
+        super().__init__(path, xflip=xflip, split=TRAIN_SPLIT)
+        self.sigma = sigma
 
     def load(self, index: int, flip: bool = False) -> dict[str, torch.Tensor]:
         """Sample ``index``, mirrored if ``flip`` (deterministic; ``__getitem__`` draws the flip)."""
@@ -109,5 +72,4 @@ class EdgeConnectFaces(Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        flip = self.xflip and bool(torch.rand(()) < 0.5)
-        return self.load(index, flip)
+        return self.load(index, self.draw_flip())

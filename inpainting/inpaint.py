@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ganbrush_core.masks import check_mask
 from inpainting.checkpoints import EdgeConnect, load_edgeconnect
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import DEFAULT_SIGMA, canny_edges, to_gray
-from inpainting.masks import check_mask
 from inpainting.networks import SIZE_MULTIPLE, edge_inputs, inpaint_inputs
 
 # Tolerance for images that were scaled to [-1, 1] with rounding error.

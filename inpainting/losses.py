@@ -10,11 +10,12 @@ the adversarial losses take logits and apply the sigmoid themselves where the of
 (``nsgan``: binary cross-entropy, here in its numerically stable logits form; ``lsgan``: squared
 error on the sigmoid output), which is the same function and stays safe under bf16 autocast.
 
-Perceptual and style losses use VGG16, not the paper's VGG19 (not obtainable offline, DESIGN.md
-section 5). Perceptual: L1 between relu1_1 ... relu5_1 (weight 1 each), the same layer names in
-both networks. Style: L1 between Gram matrices; VGG19's relu2_2, relu3_4, relu4_4, relu5_2 map to
-VGG16's relu2_2, relu3_3 (the last ReLU of block 3), relu4_3 (last of block 4), relu5_2. The
-VGG16 input is ImageNet-normalised (the official code feeds [0, 1] images unnormalised).
+Perceptual and style losses use VGG16, not the paper's VGG19 (no offline source of VGG19 weights
+exists; see :mod:`ganbrush_core.backbones`). Perceptual: L1 between relu1_1 ... relu5_1 (weight 1
+each), the same layer names in both networks. Style: L1 between Gram matrices; VGG19's relu2_2,
+relu3_4, relu4_4, relu5_2 map to VGG16's relu2_2, relu3_3 (the last ReLU of block 3), relu4_3
+(last of block 4), relu5_2. The VGG16 input is ImageNet-normalised (the official code feeds
+[0, 1] images unnormalised).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpainting.vgg import VGG16Features
+from ganbrush_core.backbones import VGG16Features
 
 PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS: tuple[str, ...] = ("relu2_2", "relu3_3", "relu4_3", "relu5_2")

@@ -1,7 +1,7 @@
-"""Hole masks: user PNGs, procedural training masks, the irregular evaluation set.
+"""Hole masks for inpainting: procedural training masks and the irregular evaluation set.
 
-Masks in the API are float ``{0, 1}`` tensors ``[N, 1, H, W]`` with **1 = hole** (DESIGN.md
-section 2). Files are the other way round only in encoding: white pixels are holes.
+Masks in the API are float ``{0, 1}`` tensors ``[N, 1, H, W]`` with **1 = hole**; files encode
+holes as white. Reading user mask files and checking masks is :mod:`ganbrush_core.masks`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+
+from ganbrush_core.masks import MaskError, read_mask
+from ganbrush_core.paths import data_root
 
 # The NVIDIA irregular mask test set: 6 bins of 2000 masks, sorted by hole ratio.
 IRREGULAR_DIR = Path("masks") / "irregular-12k"
@@ -22,67 +24,6 @@ IRREGULAR_BINS: tuple[tuple[float, float], ...] = (
 )
 # Above this hole ratio a user mask is more likely drawn the other way round (black = hole).
 INVERTED_RATIO = 0.6
-
-
-class MaskError(ValueError):
-    """A mask cannot be used; ``str()`` is one line saying what to do."""
-
-
-def data_root() -> Path:
-    """``$GANBRUSH_DATA`` if set, else ``../shared/data`` beside the repository checkout."""
-    env = os.environ.get("GANBRUSH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _luminance01(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> float HxW in [0, 1]; transparent pixels count as black (not a hole)."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(img, dtype=np.float64) / 65535.0
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        return arr if arr.max(initial=0) <= 1 else arr / 255.0
-    rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
-    lum = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
-    return lum * rgba[..., 3]
-
-
-def read_mask(path: str | os.PathLike, invert: bool = False) -> torch.Tensor:
-    """Read a mask image (any mode) as ``[1, 1, H, W]`` float, **white = hole**, binarised at 50%.
-    ``invert`` reads black as the hole instead."""
-    p = Path(path)
-    try:
-        with Image.open(p) as img:
-            img.load()
-            lum = _luminance01(img)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{p}: no such mask file") from e
-    except (UnidentifiedImageError, OSError) as e:
-        raise MaskError(f"{p}: not a readable image ({type(e).__name__})") from e
-    hole = lum >= 0.5
-    if invert:
-        hole = ~hole
-    return torch.from_numpy(hole.astype(np.float32))[None, None]
-
-
-def hole_ratio(mask: torch.Tensor) -> float:
-    """Fraction of hole pixels over the whole batch."""
-    return float((mask > 0.5).float().mean())
-
-
-def check_mask(mask: torch.Tensor, size: tuple[int, int], *, allow_full: bool = False) -> None:
-    """Raise :class:`MaskError` unless ``mask`` is ``[N, 1, H, W]`` of ``size`` ``(H, W)`` with values
-    in {0, 1} and at least one known pixel per image (unless ``allow_full``)."""
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise MaskError(f"mask must be [N, 1, H, W], got {list(mask.shape)}")
-    if tuple(mask.shape[-2:]) != tuple(size):
-        raise MaskError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is {size[1]}x{size[0]}; "
-                        "resize the mask to the image")
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise MaskError("mask values must be 0 (keep) or 1 (hole); binarise it first")
-    if not allow_full and bool((mask.flatten(1).min(dim=1).values == 1).any()):
-        raise MaskError("the mask covers the whole image: nothing is left to inpaint from")
 
 
 def random_mask(height: int, width: int, rng: np.random.Generator | int | None = None, *,

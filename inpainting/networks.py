@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ganbrush_core.weights import config_from_dict
+
 # Two stride-2 convolutions in the encoder, two stride-2 transposed ones in the decoder.
 SIZE_MULTIPLE = 4
 
@@ -59,11 +61,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown generator config keys {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "generator config")
 
 
 def _conv(module: nn.Conv2d | nn.ConvTranspose2d, use: bool, gain: float = 0.02) -> nn.Module:

@@ -13,12 +13,13 @@ from one forward pass; the difference is one D update of lag). Training masks ar
 :func:`inpainting.masks.random_mask` strokes and boxes, so the irregular evaluation masks stay
 unseen.
 
-A run folder holds ``config.json``, ``checkpoint.pt`` (all training state, read back with
+Runs are driven by :class:`ganbrush_core.training.TrainingRun`. A run folder holds
+``config.json``, ``checkpoint.pt`` (all training state, read back with
 ``torch.load(weights_only=True)``), the generators as ``edge_generator.safetensors`` /
 ``inpaint_generator.safetensors`` (:func:`inpainting.load_edgeconnect` reads them; a stage-3
 folder holds both), ``log.jsonl``, ``samples_<step>.png`` and ``losses.png``. Everything is
-written at the end of every interval to temporary names and renamed, so a killed run loses at
-most one interval and never leaves a half-written file.
+written at the end of every interval, atomically, checkpoint before log line, so a killed run
+loses at most one interval, never leaves a half-written file and never logs an interval twice.
 """
 
 from __future__ import annotations
@@ -26,18 +27,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
+from ganbrush_core.training import ResumableBatches, RunFolder, Sample, Trainable, TrainError, TrainingRun
 from inpainting.checkpoints import load_generator, save_generator
 from inpainting.edges import DEFAULT_SIGMA
 from inpainting.losses import (
@@ -60,14 +59,10 @@ from inpainting.networks import (
     inpaint_inputs,
 )
 
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.jsonl"
 EDGE_FILE = "edge_generator.safetensors"
 INPAINT_FILE = "inpaint_generator.safetensors"
 SAMPLE_COUNT = 8  # images in each interval's sample grid
 SAMPLE_SEED = 1234  # masks of the sample grid: fixed, so grids of successive intervals compare
-PLOT_COLUMNS = 4  # panels per row of losses.png
 EDGE_THRESHOLD = 0.5  # G1 output above this counts as an edge in the sample metrics
 
 
@@ -81,10 +76,6 @@ class Stage(str, enum.Enum):
     @property
     def trains_edges(self) -> bool:
         return self is Stage.EDGE
-
-
-class TrainError(ValueError):
-    """A run cannot start or resume as asked; ``str()`` is one line saying what to do."""
 
 
 @dataclass
@@ -143,13 +134,8 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _infinite(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:
-        yield from loader
-
-
-class Trainer:
-    """One stage's networks, optimisers and step; :func:`train` runs it and writes the run folder."""
+class Trainer(Trainable):
+    """One stage's networks, optimisers and step; :func:`train` runs it in a run folder."""
 
     def __init__(self, cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike,
                  device: str | torch.device = "cpu", workers: int = 0) -> None:
@@ -175,7 +161,7 @@ class Trainer:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * cfg.d2g_lr, betas=cfg.betas)
         self.perceptual = self.style = None
         if not cfg.stage.trains_edges:
-            from inpainting.vgg import VGG16Features
+            from ganbrush_core.backbones import VGG16Features
 
             vgg = VGG16Features().to(self.device)
             self.perceptual, self.style = PerceptualLoss(vgg), StyleLoss(vgg)
@@ -186,7 +172,8 @@ class Trainer:
         self.dataset, self.workers = dataset, workers
         if len(dataset) < cfg.batch:
             raise TrainError(f"the data set has {len(dataset)} images, fewer than one batch of {cfg.batch}")
-        self.data: Iterator[dict[str, torch.Tensor]] | None = None
+        self.data: ResumableBatches | None = None
+        self._data_state: dict[str, Any] | None = None  # a resumed data position, applied at the first step
         self.samples = self._fixed_samples(dataset)
 
     def _load_kind(self, path: str, kind: GeneratorKind) -> EdgeConnectGenerator:
@@ -205,13 +192,21 @@ class Trainer:
         batch["mask"] = torch.stack([random_mask(h, w, rng, ratio_range=self.cfg.mask_ratio) for _ in range(n)])
         return batch
 
+    @property
+    def images_seen(self) -> int:
+        return self.step * self.cfg.batch
+
     def _start_data(self) -> None:
-        # Seeded with the step, so a resumed run draws a fresh order instead of replaying the first batches.
+        # Seeded with the step: a run resumed from a checkpoint without a data position (older
+        # ones) draws a fresh order instead of replaying the first batches.
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=self.cfg.batch, shuffle=True, drop_last=True, num_workers=self.workers,
             generator=generator, pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0)
-        self.data = _infinite(loader)
+        self.data = ResumableBatches(loader)
+        if self._data_state is not None:
+            self.data.load_state_dict(self._data_state)
+            self._data_state = None
 
     def _autocast(self):
         enabled = self.cfg.mixed_precision and self.device.type == "cuda"
@@ -297,9 +292,10 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """The fixed sample batch through the current generator (eval mode): a grid ``[5N, 3, H, W]``
-        in [0, 1] (rows: masked input, edges used, output, composite, ground truth) and metrics."""
+    def sample(self) -> Sample:
+        """The fixed sample batch through the current generator (eval mode): a grid of ``5N``
+        images, ``N`` per row (rows: masked input, edges used, output, composite, ground truth),
+        and metrics for the log."""
         s = {k: v.to(self.device) for k, v in self.samples.items()}
         image, gray, edges, mask = s["image"], s["gray"], s["edges"], s["mask"]
         was_training = self.G.training
@@ -323,112 +319,38 @@ class Trainer:
             rows = [image * (1 - mask) + mask, used, output, composite, image]
         self.G.train(was_training)
         grid = torch.cat([r.expand(-1, 3, -1, -1) for r in rows])
-        return grid.cpu(), metrics
+        return Sample(grid.cpu() * 2 - 1, ncols=grid.shape[0] // 5, metrics=metrics)
 
     # -------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    # The run loop's hooks (ganbrush_core.training.Trainable).
+    def state_dict(self) -> dict[str, Any]:
         state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_G": self.opt_G.state_dict(),
-                 "opt_D": self.opt_D.state_dict(), "step": self.step, "history": json.dumps(self.history),
-                 "torch_rng": torch.get_rng_state(), "mask_rng": json.dumps(self.mask_rng.bit_generator.state),
-                 "config": json.dumps(self.cfg.to_dict())}
+                 "opt_D": self.opt_D.state_dict(), "mask_rng": json.dumps(self.mask_rng.bit_generator.state)}
+        if self.data is not None:
+            state["data"] = self.data.state_dict()
         if self.cfg.stage is Stage.INPAINT_PREDICTED:
             state["G1"] = self.G1.state_dict()  # the frozen G1, so a resumed run needs no other file
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("G", "D", "opt_G", "opt_D"):
             getattr(self, name).load_state_dict(state[name])
         if self.cfg.stage is Stage.INPAINT_PREDICTED:
             self.G1.load_state_dict(state["G1"])
-        self.step = int(state["step"])
-        self.history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
         self.mask_rng.bit_generator.state = json.loads(state["mask_rng"])
-        self.data = None  # restarted with the step's seed
+        self.data, self._data_state = None, state.get("data")
 
-    def save_checkpoint(self) -> None:
-        """Generators then ``checkpoint.pt``, each written to a temporary name and renamed."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"step": str(self.step), "stage": self.cfg.stage.value, "images_seen": str(self.step * self.cfg.batch)}
+    def save_weights(self, run_dir: Path) -> None:
+        meta = {"step": str(self.step), "stage": self.cfg.stage.value, "images_seen": str(self.images_seen)}
         if self.G1 is not None:
-            save_generator(self.G1, self.run_dir / EDGE_FILE, force=True, metadata=meta)
+            save_generator(self.G1, run_dir / EDGE_FILE, force=True, metadata=meta)
         if self.G2 is not None:
-            save_generator(self.G2, self.run_dir / INPAINT_FILE, force=True, metadata=meta)
-        tmp = self.run_dir / f".{CHECKPOINT_FILE}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.run_dir / CHECKPOINT_FILE)  # atomic: a kill never leaves half a checkpoint
-
-    def end_interval(self, stats: dict[str, float], images_per_s: float) -> None:
-        """Log line, checkpoint, sample grid and loss plot for the interval that just ended. The
-        checkpoint (holding the history) is written before the log line: a run killed in between
-        gets its log rewritten from the checkpoint on resume, so no interval is logged twice."""
-        grid, metrics = self.sample()
-        record = {"step": self.step, "images_seen": self.step * self.cfg.batch,
-                  "images_per_s": round(images_per_s, 2), **stats, **metrics}
-        self.history.append(record)
-        self.save_checkpoint()
-        with open(self.run_dir / LOG_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_grid(grid, self.run_dir / f"samples_{self.step:08d}.png", ncols=grid.shape[0] // 5)
-        plot_losses(self.history, self.run_dir / "losses.png")
-
-    def rewrite_log(self) -> None:
-        """``log.jsonl`` from the history in the checkpoint (after a resume)."""
-        tmp = self.run_dir / f".{LOG_FILE}.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        os.replace(tmp, self.run_dir / LOG_FILE)
-
-
-def _atomic_image(image: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def save_grid(images: torch.Tensor, path: Path, ncols: int, pad: int = 2) -> Path:
-    """Tile ``[N, 3, H, W]`` images in [0, 1], row by row, ``ncols`` per row, into a PNG."""
-    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    n, h, w, _ = arr.shape
-    nrows = math.ceil(n / ncols)
-    canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), 255, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = arr[i]
-    _atomic_image(Image.fromarray(canvas), path)
-    return path
-
-
-def plot_losses(history: list[dict], path: Path) -> None:
-    """One panel per logged loss and sample metric against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in history[-1] if k.startswith(("loss_", "G_", "sample_"))]
-    ncols = min(len(keys), PLOT_COLUMNS)
-    nrows = math.ceil(len(keys) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(keys):]:
-        ax.axis("off")
-    for ax, key in zip(axes.flat, keys):
-        pts = [(h["step"], h[key]) for h in history if key in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
-        ax.set_title(key)
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+            save_generator(self.G2, run_dir / INPAINT_FILE, force=True, metadata=meta)
 
 
 def read_checkpoint(run_dir: str | os.PathLike) -> dict:
     """The training state in ``run_dir/checkpoint.pt`` (``torch.load(weights_only=True)``)."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise TrainError(f"{path}: nothing to resume (start without --resume)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return RunFolder(run_dir).read_checkpoint()
 
 
 def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike, steps: int,
@@ -437,46 +359,21 @@ def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os
     """Train until ``steps`` steps (counted from the run's start) are done.
 
     With ``resume_from`` (a run folder, usually ``run_dir`` itself), the training state is read
-    from its ``checkpoint.pt`` and its saved config wins over ``cfg``. Every
-    ``cfg.steps_per_interval`` steps the generators, ``checkpoint.pt``, a sample grid, the loss
-    plot and a log line are written to ``run_dir``.
+    from its ``checkpoint.pt`` and its saved config wins over ``cfg``; with ``workers=0`` the run
+    continues exactly as an uninterrupted one would (on CPU). Every ``cfg.steps_per_interval``
+    steps the generators, ``checkpoint.pt``, a log line, a sample grid and the loss plot are
+    written to ``run_dir``, in that order.
     """
-    run_dir = Path(run_dir)
-    state = None
-    same_run = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
-    if (run_dir / CHECKPOINT_FILE).exists() and not same_run:
-        raise TrainError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it")
-    if resume_from is not None:
-        state = read_checkpoint(resume_from)
-        cfg = TrainConfig.from_dict(json.loads(state["config"]))
+    run = TrainingRun(run_dir, cfg.to_dict(), resume_from=resume_from)
+    if run.resumed:
+        cfg = TrainConfig.from_dict(run.config)
     build_cfg = cfg
-    if state is not None and cfg.stage is Stage.INPAINT_PREDICTED:
+    if run.resumed and cfg.stage is Stage.INPAINT_PREDICTED:
         # Networks come from the run's own files (then the checkpoint), not from the paths it started with.
         build_cfg = dataclasses.replace(cfg, edge_weights=str(Path(resume_from) / EDGE_FILE),
                                         init_inpaint=str(Path(resume_from) / INPAINT_FILE))
     trainer = Trainer(build_cfg, dataset, run_dir, device, workers)
     trainer.cfg = cfg
-    if state is not None:
-        trainer.load_state_dict(state)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if state is not None:
-        trainer.rewrite_log()
-
-    bar = tqdm(total=steps, initial=min(trainer.step, steps), unit="step", disable=not progress,
-               desc=f"train edgeconnect {cfg.stage.value}")
-    sums: dict[str, list[float]] = {}
-    t0, step0 = time.perf_counter(), trainer.step
-    while trainer.step < steps:
-        stats = trainer.train_step()
-        for k, v in stats.items():
-            sums.setdefault(k, []).append(v)
-        bar.update(1)
-        rate = (trainer.step - step0) * cfg.batch / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(img_s=f"{rate:.1f}", G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D']:.3f}")
-        if trainer.step % cfg.steps_per_interval == 0 or trainer.step >= steps:
-            means = {k: float(np.mean(v)) for k, v in sums.items() if all(math.isfinite(x) for x in v)}
-            trainer.end_interval(means, rate)
-            sums.clear()
-    bar.close()
+    run.train(trainer, total=steps, interval=cfg.steps_per_interval, plot_keys=("loss_", "G_", "sample_"),
+              postfix=("loss_G", "loss_D"), desc=f"train edgeconnect {cfg.stage.value}", progress=progress)
     return trainer

@@ -12,7 +12,7 @@ Framings (the oriented square that is cut out; both use the same construction, o
 differ, see :data:`FRAMINGS`):
 
 - ``"ganbrush"`` (default): the framing the shipped generators were trained with
-  (``stylegan_ops.faces``: eye centre at about (0.50, 0.275) of the side, eye distance about
+  (``ganbrush_core.faces``: eye centre at about (0.50, 0.275) of the side, eye distance about
   0.40 of the side, i.e. eyebrows to chin).
 - ``"ffhq"``: the FFHQ recipe (a looser crop with hair and neck), for FFHQ-trained generators.
 """
@@ -80,7 +80,7 @@ class QuadRecipe:
 # ffhq: FFHQ's constants (half side max(2.0 |eye_to_eye|, 1.8 |eye_to_mouth|), centre 0.1 down).
 # ganbrush: eye distance 1/2.5 = 0.40 of the side; the centre sits 0.225 side below the eyes, so
 # the eyes land at 0.275 of the side: 0.225 * 2.5 = 0.5625 eye distances, and eye_to_mouth is
-# about 1.03 eye distances on the training faces (stylegan_ops.faces.GEOMETRY) -> 0.55. The mouth
+# about 1.03 eye distances on the training faces (ganbrush_core.faces.GEOMETRY) -> 0.55. The mouth
 # term (2.45 |eye_to_mouth|, i.e. 2.52 eye distances) only takes over for turned heads.
 FRAMINGS: dict[str, QuadRecipe] = {
     "ganbrush": QuadRecipe(eye_scale=2.5, mouth_scale=2.45, mouth_offset=0.55),
@@ -254,7 +254,9 @@ def face_quad(landmarks: np.ndarray, framing: Framing = "ganbrush") -> np.ndarra
 def _pad_reflect_blur(image: np.ndarray, pad: int) -> np.ndarray:
     from PIL import Image
 
-    from stylegan_ops.faces import pad_mirrored  # mirrored border fading into a blur (shared with the data set builder)
+    from ganbrush_core.faces import (
+        pad_mirrored,  # mirrored border fading into a blur (shared with the data set builder)
+    )
 
     return np.asarray(pad_mirrored(Image.fromarray(image), pad), dtype=np.uint8)
 

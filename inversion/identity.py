@@ -1,7 +1,7 @@
 """Identity distance between aligned faces: dlib's face-recognition descriptor (128-d).
 
 Descriptors of the same person are usually closer than 0.6 (Euclidean), different people
-farther; lower distance = better identity preservation (DESIGN.md section 6).
+farther; lower distance = better identity preservation (the inversion benchmark's identity column).
 
 Aligned faces are uint8 ``[r, r, 3]`` RGB in a known framing (:mod:`inversion.align`), often
 tiny (64 px). No detection is run on them: the face box of the framing is known, so each face

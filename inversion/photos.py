@@ -22,13 +22,15 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ganbrush_core.images import save_pil
+from ganbrush_core.io import refuse_overwrite
 
 #: Default limit on width * height. 64 Mpx is an 8000 x 8000 photo, ~190 MB as uint8 RGB.
 MAX_PIXELS = 64_000_000
@@ -197,26 +199,16 @@ def load_photo(src: PhotoSource, max_pixels: int | None = MAX_PIXELS) -> np.ndar
 def save_photo(image: np.ndarray, path: str | os.PathLike, force: bool = False, quality: int = 95) -> Path:
     """Write uint8 ``[H, W, 3]`` RGB (or ``[H, W]`` grey) to ``path``; the format follows the
     suffix (``.png``, ``.jpg``, ``.webp``, ...; JPEG/WebP at ``quality``). Refuses to overwrite an
-    existing file unless ``force``. Written to a temporary file first, so a failed write never
-    leaves a half-written photo behind."""
+    existing file unless ``force``. Written atomically (mode 0644), so a failed write never leaves
+    a half-written photo behind."""
     path = Path(path)
     a = np.asarray(image)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
         raise PhotoError(f"{path}: save_photo expects uint8 [H, W, 3] RGB or [H, W] grey, got {a.dtype} "
                          f"{tuple(a.shape)}")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+    refuse_overwrite(path, force)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise PhotoError(f"{path}: unknown image file suffix {path.suffix!r}; use .png or .jpg")
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_pil(Image.fromarray(np.ascontiguousarray(a)), path, force=True, **options)

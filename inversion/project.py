@@ -240,7 +240,7 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
         raise ValueError(f"steps must be at least 1, got {s.steps}")
     target = _check_target(G, image)
     if perceptual is None:
-        from inversion.perceptual import lpips_model
+        from ganbrush_core.metrics import lpips_model
 
         perceptual = lpips_model("vgg", device=target.device)
     was_training = G.training

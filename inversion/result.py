@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganbrush_core.io import atomic_write, refuse_overwrite
 from stylegan_ops.checkpoints import generator_hash
 from stylegan_ops.networks import Generator
 
@@ -82,12 +82,11 @@ class Inversion:
 
     # ------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, force: bool = False) -> Path:
-        """Write the ``.npz`` atomically; an existing file is kept unless ``force``."""
+        """Write the ``.npz`` atomically (mode 0644); an existing file is kept unless ``force``."""
         path = Path(path)
         if path.suffix != ".npz":
             raise ValueError(f"inversion files end in .npz, got {path.name}")
-        if path.exists() and not force:
-            raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+        refuse_overwrite(path, force)
         arrays: dict[str, np.ndarray] = {"ws": self.ws.float().numpy(),
                                          "reconstruction": self.reconstruction.float().numpy()}
         if self.target is not None:
@@ -104,15 +103,8 @@ class Inversion:
                 "seconds": self.seconds, "num_noises": len(self.noises), "history_keys": keys,
                 "phases": [row.get("phase", "") for row in self.history]}
         arrays["meta"] = np.array(json.dumps(meta))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod

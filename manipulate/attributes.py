@@ -7,10 +7,11 @@ One small CNN trunk with one output per attribute (a shared linear layer, one ro
 - ``"age"`` in years, from UTKFace's labels (Huber loss on standardised years).
 
 A training sample only contributes to the heads its data set labels. Faces are framed exactly as
-the generator's training images (:func:`stylegan_ops.faces.frame_face` at the classifier's
+the generator's training images (:func:`ganbrush_core.faces.frame_face` at the classifier's
 resolution), so scores of generated images are meaningful. Images are float32 NCHW RGB in
-[-1, 1], as everywhere in ganbrush. Splits follow DESIGN.md section 4: only the train split is
-used for training; :func:`evaluate_classifier` scores the held-out split.
+[-1, 1], as everywhere in ganbrush. Splits follow the data rules (CelebA 009001-010000 and every
+20th UTKFace file are held out): only the train split is used for training;
+:func:`evaluate_classifier` scores the held-out split.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylegan_ops import faces
+from ganbrush_core import faces
+from ganbrush_core.images import uint8_to_float
+from ganbrush_core.io import atomic_path, refuse_overwrite, write_text
+from ganbrush_core.training import Trainable, TrainingRun
+from ganbrush_core.weights import WeightsFileError, read_metadata, read_safetensors, save_safetensors
 
 CELEBA_ATTRIBUTES: tuple[str, ...] = ("Smiling", "Male", "Young", "Eyeglasses", "Mouth_Slightly_Open", "Blond_Hair",
                                       "Black_Hair", "Bald", "Heavy_Makeup", "Wearing_Hat")
@@ -139,40 +144,22 @@ class AttributeClassifier(nn.Module):
 
 def save_classifier(clf: AttributeClassifier, path: str | os.PathLike, force: bool = False,
                     meta: dict | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write ``clf`` as ``.safetensors`` (config and ``meta`` as JSON in the metadata).
-    ``dtype=torch.float16`` halves the size. Refuses an existing file unless ``force``."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise AttributeClassifierError(f"{path}: classifiers are saved as .safetensors")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite")
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in clf.state_dict().items()}
-    metadata = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": json.dumps(clf.cfg.to_dict()),
-                "meta": json.dumps(meta or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``clf`` as ``.safetensors`` (config and ``meta`` as JSON in the metadata), atomically
+    with mode 0644. ``dtype=torch.float16`` halves the size. Refuses an existing file unless ``force``."""
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shipped file unreadable to other users
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+        return save_safetensors(path, clf.state_dict(), format=FORMAT_NAME, version=FORMAT_VERSION,
+                                config=clf.cfg.to_dict(), metadata={"meta": json.dumps(meta or {})}, dtype=dtype,
+                                force=force)
+    except WeightsFileError as e:
+        raise AttributeClassifierError(str(e)) from None
 
 
 def classifier_meta(path: str | os.PathLike | None = None) -> dict:
     """The ``meta`` dict stored by :func:`save_classifier` (e.g. training metrics)."""
-    from safetensors import SafetensorError, safe_open
-
     path = _resolve(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return json.loads((f.metadata() or {}).get("meta", "{}"))
-    except (SafetensorError, OSError, json.JSONDecodeError) as e:
+        return json.loads(read_metadata(path).get("meta", "{}"))
+    except (WeightsFileError, json.JSONDecodeError) as e:
         raise AttributeClassifierError(f"{path}: not a readable classifier file ({e})") from None
 
 
@@ -191,19 +178,12 @@ def _resolve(path: str | os.PathLike | None) -> Path:
 def load_classifier(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> AttributeClassifier:
     """Read a :func:`save_classifier` file (``None`` / ``"default"``: the shipped one) in eval
     mode, float32, on ``device``."""
-    from safetensors import SafetensorError, safe_open
-
     path = _resolve(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != FORMAT_NAME:
-                raise AttributeClassifierError(f"{path}: not a ganbrush attribute classifier "
-                                               f"(format {metadata.get('format')!r})")
-            cfg = ClassifierConfig.from_dict(json.loads(metadata["config"]))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
-        raise AttributeClassifierError(f"{path}: truncated or corrupt classifier file ({e})") from None
+        f = read_safetensors(path, FORMAT_NAME, what="a ganbrush attribute classifier")
+    except WeightsFileError as e:
+        raise AttributeClassifierError(f"{path}: {e}") from None
+    cfg, state = ClassifierConfig.from_dict(f.config), f.tensors
     clf = AttributeClassifier(cfg)
     try:
         clf.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
@@ -341,10 +321,8 @@ def load_attribute_data(split: str = "train", res: int = 64, data_root: str | os
                          np.concatenate([p[1] for p in parts.values()]),
                          [s for s, p in parts.items() for _ in range(len(p[0]))])
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, images=data.images, labels=data.labels, sources=np.array(data.sources))
-        os.replace(tmp, cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, images=data.images, labels=data.labels, sources=np.array(data.sources))
     return data
 
 
@@ -381,10 +359,6 @@ def augment(x: Tensor, generator: torch.Generator) -> Tensor:
     return x.clamp(-1, 1)
 
 
-def _to_float(images: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def positive_weights(labels: np.ndarray) -> Tensor:
     """Per-head BCE weight of positive samples, ``sqrt(negatives / positives)`` clipped to
     [0.2, 5]: rare attributes (Bald is 2% of CelebA) are not simply predicted absent, without
@@ -415,52 +389,81 @@ def _losses(clf: AttributeClassifier, raw: Tensor, labels: Tensor,
     return total, parts
 
 
-def _plot_losses(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
+#: Steps between checkpoints of a classifier run (each a few MB; a run is 2500 steps by default).
+CHECKPOINT_EVERY = 250
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    names = sorted({k for h in history for k in h if k != "step"})
-    for name in names:
-        steps = [h["step"] for h in history if name in h]
-        values = np.array([h[name] for h in history if name in h])
-        window = max(1, len(values) // 50)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, label=name, lw=2.0 if name == "total" else 1.0)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (moving average)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+class ClassifierTrainer(Trainable):
+    """The classifier, AdamW with a one-cycle schedule, and the seeded batch draws (uniform over
+    both sources, augmented by :func:`augment`); :func:`train_classifier` runs it in a run folder."""
+
+    def __init__(self, cfg: ClassifierConfig, data: AttributeData, steps: int, batch: int, lr: float,
+                 seed: int) -> None:
+        torch.manual_seed(seed)
+        self.clf = AttributeClassifier(cfg)
+        self.clf.train()
+        self.opt = torch.optim.AdamW(self.clf.parameters(), lr=lr, weight_decay=1e-4)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.data, self.batch = data, batch
+        self.labels = torch.from_numpy(data.labels)
+        self.pos_weight = positive_weights(data.labels[:, [SCORE_NAMES.index(n) for n in cfg.names]])
+        self.step = 0
+        self.history: list[dict] = []
+
+    @property
+    def images_seen(self) -> int:
+        return self.step * self.batch
+
+    def train_step(self) -> dict[str, float]:
+        idx = torch.randint(len(self.data), (self.batch,), generator=self.gen)
+        x = augment(uint8_to_float(self.data.images[idx.numpy()]), self.gen)
+        loss, parts = _losses(self.clf, self.clf.raw(x), self.labels[idx], self.pos_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return {"total": float(loss.detach()), **parts}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"classifier": self.clf.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "batch_rng": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.clf.load_state_dict(state["classifier"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["batch_rng"])
 
 
 def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 2500, batch: int = 64, seed: int = 0,
                      lr: float = 2e-3, channels: tuple[int, ...] | None = None,
                      data_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                      limit: int | None = None, evaluate: bool = True, force: bool = False,
-                     progress: bool = True) -> AttributeClassifier:
-    """Train the classifier on the train split (CelebA + UTKFace framed at ``res`` px) and write
-    ``out_dir/attributes.safetensors``, ``metrics.json`` (held-out metrics unless
-    ``evaluate=False``), ``losses.json`` and ``loss.png``.
+                     progress: bool = True, resume_from: str | os.PathLike | None = None) -> AttributeClassifier:
+    """Train the classifier on the train split (CelebA + UTKFace framed at ``res`` px) in the run
+    folder ``out_dir`` (:class:`ganbrush_core.training.TrainingRun`: ``config.json``,
+    ``checkpoint.pt`` every :data:`CHECKPOINT_EVERY` steps, ``log.jsonl`` with one record per
+    step, ``losses.png``), then write ``metrics.json`` (held-out metrics unless
+    ``evaluate=False``) and ``attributes.safetensors``.
 
-    AdamW with a one-cycle schedule; batches draw uniformly from both sources with the
-    augmentations of :func:`augment`. Deterministic for a given ``seed`` (on one thread).
-    ``limit`` keeps that many faces per source (tests). Refuses a run folder that already holds
-    a classifier unless ``force``.
+    See :class:`ClassifierTrainer`. Deterministic for a given ``seed`` (on one thread), resumed
+    or not. ``limit`` keeps that many faces per source (tests). With ``resume_from`` (a run
+    folder, usually ``out_dir``) a killed run continues with its saved settings, which win over
+    the arguments. Refuses a run folder that already holds a classifier or a run unless
+    ``force`` (which starts over).
     """
-    from tqdm import tqdm
-
     if steps < 1 or batch < 2:
         raise AttributeClassifierError(f"steps must be >= 1 and batch >= 2, got steps={steps}, batch={batch}")
     out_dir = Path(out_dir)
     weights = out_dir / "attributes.safetensors"
-    if weights.exists() and not force:
-        raise FileExistsError(f"{weights} exists; pass --force to overwrite it")
+    refuse_overwrite(weights, force)
+    run = TrainingRun(out_dir, {"res": res, "steps": steps, "batch": batch, "seed": seed, "lr": lr,
+                                "channels": list(channels) if channels else None, "limit": limit},
+                      resume_from=resume_from, force=force)
+    res, steps, batch, seed, lr, channels, limit = (run.config[k] for k in
+                                                    ("res", "steps", "batch", "seed", "lr", "channels", "limit"))
     start = time.perf_counter()
     data = load_attribute_data("train", res, data_root, cache_dir, limit)
     load_seconds = time.perf_counter() - start
@@ -468,40 +471,20 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
     ages = ages[~np.isnan(ages)]
     cfg = ClassifierConfig(resolution=res, channels=tuple(channels) if channels else default_channels(res),
                            age_mean=round(float(ages.mean()), 2), age_std=round(float(max(ages.std(), 1.0)), 2))
-    torch.manual_seed(seed)
-    clf = AttributeClassifier(cfg)
-    clf.train()
-    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
-    labels_all = torch.from_numpy(data.labels)
-    pos_weight = positive_weights(data.labels[:, [SCORE_NAMES.index(n) for n in cfg.names]])
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(steps), desc=f"attributes {res}px", unit="step", disable=not progress)
+    trainer = ClassifierTrainer(cfg, data, steps, batch, lr, seed)
     train_start, cpu_start = time.perf_counter(), time.process_time()
-    for step in bar:
-        idx = torch.randint(len(data), (batch,), generator=gen)
-        x = augment(_to_float(data.images[idx.numpy()]), gen)
-        loss, parts = _losses(clf, clf.raw(x), labels_all[idx], pos_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append({"step": step + 1, "total": float(loss.detach()), **parts})
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+    run.train(trainer, total=steps, interval=CHECKPOINT_EVERY, log_every=1, postfix=("total",),
+              desc=f"attributes {res}px", progress=progress)
     train_seconds, cpu_seconds = time.perf_counter() - train_start, time.process_time() - cpu_start
-    clf.eval()
+    clf = trainer.clf.eval()
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_faces": len(data),
             "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
             "load_seconds": round(load_seconds, 1),
             "torch_threads": torch.get_num_threads()}
     if evaluate:
         meta["heldout"] = evaluate_classifier(clf, data_root=data_root, cache_dir=cache_dir, limit=limit)
-    (out_dir / "metrics.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (out_dir / "losses.json").write_text(json.dumps(history) + "\n")
-    _plot_losses(history, out_dir / "loss.png")
+    write_text(out_dir / "metrics.json", json.dumps(meta, indent=1) + "\n")
     save_classifier(clf, weights, force=True, meta=meta)
     return clf
 
@@ -529,7 +512,7 @@ def evaluate_classifier(clf: AttributeClassifier, data: AttributeData | None = N
     ``median_baseline_mae`` (always predicting the held-out median age)."""
     if data is None:
         data = load_attribute_data("heldout", clf.resolution, data_root, cache_dir, limit)
-    scores = attribute_scores(clf, _to_float(data.images), batch)
+    scores = attribute_scores(clf, uint8_to_float(data.images), batch)
     results: dict[str, dict[str, float]] = {}
     for i, name in enumerate(SCORE_NAMES):
         if name not in scores:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganbrush_core.io import refuse_overwrite
+
 # Data-free (SeFa), sampling-based (GANSpace) and classifier-based (InterFaceGAN) sources.
 SOURCES = ("sefa", "ganspace", "interfacegan")
 
@@ -48,8 +50,7 @@ def run_directions(args: argparse.Namespace) -> int:
     if args.source != "interfacegan" and (args.classifier or args.names or args.per_layer):
         raise ValueError("--classifier, --names and --per-layer only apply to interfacegan")
     path = Path(args.out) / f"{args.source}.npz"
-    if path.exists() and not args.force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    refuse_overwrite(path, args.force)
     G = load_generator(args.generator)
     layers = parse_layers(args.layers) if args.layers else None
     if args.source == "sefa":
@@ -78,7 +79,8 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
         "attributes", help="train the face attribute classifier used for InterFaceGAN directions",
         description="Train the attribute classifier (10 CelebA attributes, UTKFace gender and age) on the train "
                     "split of ../shared/data (or $GANBRUSH_DATA), framed like the generator's training faces. "
-                    "Writes RUN/attributes.safetensors, metrics.json (held-out metrics), losses.json and loss.png.")
+                    "Writes RUN/attributes.safetensors, metrics.json (held-out metrics), config.json, checkpoint.pt, "
+                    "log.jsonl and losses.png.")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--res", type=int, default=64, help="the generator's resolution (at most 64 for CelebA)")
     p.add_argument("--steps", type=int, default=2500)
@@ -87,7 +89,9 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="folder to keep the framed faces in (.npz) for later runs")
     p.add_argument("--limit", type=int, default=None, help="use only the first N faces of each source (smoke tests)")
-    p.add_argument("--force", action="store_true", help="overwrite the classifier in --out")
+    p.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out); "
+                                                  "its saved settings win")
+    p.add_argument("--force", action="store_true", help="overwrite the classifier (and any run) in --out")
     p.set_defaults(func=_train_attributes)
 
 
@@ -97,7 +101,7 @@ def _train_attributes(args: argparse.Namespace) -> int:
     from manipulate.attributes import train_classifier
 
     train_classifier(args.out, res=args.res, steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
-                     cache_dir=args.cache, limit=args.limit, force=args.force)
+                     cache_dir=args.cache, limit=args.limit, force=args.force, resume_from=args.resume)
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())
     for name, m in metrics.get("heldout", {}).items():
         if "mae" in m:

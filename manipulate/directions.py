@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganbrush_core.io import atomic_write, refuse_overwrite
 from stylegan_ops.checkpoints import generator_hash
 from stylegan_ops.networks import Generator, sample_w
 
@@ -134,8 +135,7 @@ def save_directions(path: str | os.PathLike, directions: list[Direction], G: Gen
     """Write ``directions`` (for generator ``G``) as ``.npz``: one ``[w_dim]`` array per name
     plus a JSON ``meta`` with the generator hash, layer ranges, scales and sources."""
     path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite")
+    refuse_overwrite(path, force)
     names = [d.name for d in directions]
     if len(set(names)) != len(names):
         raise ValueError(f"direction names must be unique, got {names}")
@@ -143,10 +143,8 @@ def save_directions(path: str | os.PathLike, directions: list[Direction], G: Gen
             "directions": [{"name": d.name, "layers": list(d.layers), "scale": d.scale, "source": d.source,
                             "info": d.info} for d in directions]}
     arrays = {f"vector/{d.name}": d.vector.detach().cpu().float().numpy() for d in directions}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
     return path
 
 

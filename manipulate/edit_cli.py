@@ -39,17 +39,15 @@ def run_edit(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
+    from ganbrush_core.images import image_grid, save_pil
+    from ganbrush_core.io import refuse_overwrite
     from inversion.result import Inversion
     from manipulate.directions import parse_layers
     from manipulate.edit import available_directions, edit
     from manipulate.local_edit import composite, load_mask, local_edit
     from stylegan_ops.checkpoints import load_generator
-    from stylegan_ops.images import image_grid
 
-    outputs = [Path(args.out)] + ([Path(args.save_latent)] if args.save_latent else [])
-    existing = [str(p) for p in outputs if p.exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{', '.join(existing)} exists; pass --force to overwrite")
+    refuse_overwrite([args.out, args.save_latent], args.force)
     if args.save_latent and Path(args.save_latent).suffix != ".npz":
         raise ValueError(f"--save-latent writes an inversion file ending in .npz, got {args.save_latent}")
     if args.composite and not args.mask:
@@ -73,7 +71,7 @@ def run_edit(args: argparse.Namespace) -> int:
             image = composite(inv.render(G), image, mask)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(image, ncols=len(image), pad=0).save(out)  # one face: the image itself; several: side by side
+    save_pil(image_grid(image, ncols=len(image), pad=0), out)  # one face: the image itself; several: side by side
     written = [str(out)]
     if args.save_latent:
         edited = dataclasses.replace(inv, ws=ws.cpu(), reconstruction=image.cpu(), history=[], final_losses={})

@@ -14,7 +14,8 @@ Use :func:`local_edit` for a natural result; run :func:`composite` on its output
 needs pixels outside the region to be untouched bit for bit.
 
 Masks are float ``[N or 1, 1, H, W]`` in {0, 1} at the image resolution, **1 = the region that may
-change** (DESIGN.md's "hole" convention); :func:`load_mask` reads white-is-region image files.
+change** (ganbrush's "hole" convention, :mod:`ganbrush_core.masks`); :func:`load_mask` reads
+white-is-region image files.
 """
 
 from __future__ import annotations
@@ -22,56 +23,30 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from ganbrush_core.masks import check_mask, read_mask
+from ganbrush_core.metrics import LPIPS_MIN_SIZE
 from manipulate.edit import EditResult
 from stylegan_ops.networks import Generator
 
 #: ``progress(step, total_steps, losses)``: called after every optimisation step.
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
-_LPIPS_MIN_SIZE = 16  # LPIPS-VGG16 needs this many px per side; smaller renders are upsampled for it
-
-
-class MaskError(ValueError):
-    """A mask that cannot be used (unreadable, wrong shape, not binary, empty)."""
+_LPIPS_MIN_SIZE = LPIPS_MIN_SIZE["vgg"]  # smaller renders are upsampled for LPIPS-VGG16
 
 
 def load_mask(path: str | os.PathLike, size: int) -> torch.Tensor:
-    """Read a mask image (any mode; **white = region that may change**, binarised at 50% grey)
-    as ``[1, 1, size, size]`` float in {0, 1}. Another resolution is resized (area average, then
-    binarised), so a mask drawn on a larger copy of the aligned face works."""
-    p = Path(path)
-    if not p.is_file():
-        raise MaskError(f"{p}: no such mask file")
-    try:
-        with Image.open(p) as img:
-            gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise MaskError(f"{p}: not a readable image ({type(e).__name__})") from None
-    mask = torch.from_numpy(gray)[None, None]
-    if mask.shape[-2:] != (size, size):
-        mask = F.interpolate(mask, size=(size, size), mode="area")
-    mask = (mask >= 0.5).float()
-    check_mask(mask, size)
+    """Read a mask image (any mode; **white = region that may change**, binarised at 50% grey,
+    transparent = keep) as ``[1, 1, size, size]`` float in {0, 1}. Another resolution is resized
+    (area average, then binarised), so a mask drawn on a larger copy of the aligned face works.
+    Raises :class:`~ganbrush_core.masks.MaskError` for an unreadable or empty mask."""
+    mask = read_mask(path, size=size)
+    check_mask(mask, size, allow_empty=False, allow_full=True)
     return mask
-
-
-def check_mask(mask: torch.Tensor, size: int) -> None:
-    """Raise :class:`MaskError` unless ``mask`` is ``[N, 1, size, size]`` in {0, 1} with at least
-    one pixel that may change per image."""
-    if mask.ndim != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != (size, size):
-        raise MaskError(f"mask must be [N, 1, {size}, {size}] (the image resolution), got {list(mask.shape)}")
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise MaskError("mask values must be 0 (keep) or 1 (may change); binarise it first")
-    if bool((mask.flatten(1).amax(dim=1) == 0).any()):
-        raise MaskError("the mask is empty: mark the region that may change in white")
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -92,7 +67,7 @@ def composite(original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, 
     if original.shape != edited.shape or original.ndim != 4:
         raise ValueError(f"composite needs two [N, 3, H, W] images of one shape, got {tuple(original.shape)} "
                          f"and {tuple(edited.shape)}")
-    check_mask(mask, original.shape[-1])
+    check_mask(mask, tuple(original.shape[-2:]), allow_empty=False, allow_full=True)
     weight = mask.to(original)
     if feather > 0:
         # Blurred mask is 0.5 on the border: rescaling [0.5, 1] -> [0, 1] keeps it 0 outside.
@@ -132,10 +107,10 @@ def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask:
                          f"{tuple(original.shape)} and {tuple(edited.shape)}")
     if steps < 0:
         raise ValueError(f"steps must be at least 0, got {steps}")
-    check_mask(mask, G.img_resolution)
+    check_mask(mask, G.img_resolution, allow_empty=False, allow_full=True)
     device = G.w_avg.device
     if perceptual is None:
-        from inversion.perceptual import lpips_model
+        from ganbrush_core.metrics import lpips_model
 
         perceptual = lpips_model("vgg", device=device)
     noises = None if noises is None else [m.to(device) for m in noises]

@@ -10,15 +10,15 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from ganbrush_core.safe_pickle import UnsafePickleError
+from ganbrush_core.weights import WeightsFileError, read_safetensors, save_safetensors
 from stylegan_ops.formats import nvidia, rosinality
 from stylegan_ops.formats.common import DERIVED_SUFFIXES, FormatError, generator_from_state
-from stylegan_ops.formats.safe_pickle import UnsafePickleError
 from stylegan_ops.networks import Generator, GeneratorConfig
 
 FORMAT_NAME = "ganbrush.generator"
@@ -49,18 +49,11 @@ def detect_format(path: Path) -> str:
 
 
 def _read_ganbrush(path: Path) -> Generator:
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT_NAME:
-                raise FormatError(f"safetensors file is not a ganbrush generator (format={meta.get('format')!r})")
-            cfg = GeneratorConfig.from_dict(json.loads(meta["config"]))
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as e:
-        raise FormatError(f"truncated or corrupt safetensors file ({e})") from e
-    return generator_from_state(cfg, state)
+        f = read_safetensors(path, FORMAT_NAME, what="a ganbrush generator")
+    except WeightsFileError as e:
+        raise FormatError(str(e)) from e
+    return generator_from_state(GeneratorConfig.from_dict(f.config), f.tensors)
 
 
 def _read_rosinality(path: Path) -> Generator:
@@ -119,30 +112,15 @@ def save_generator(G: Generator, path: str | os.PathLike, dtype: torch.dtype | N
                    metadata: dict[str, str] | None = None) -> Path:
     """Write ``G`` as a ganbrush ``.safetensors`` file (config as JSON in the metadata).
 
-    ``dtype=torch.float16`` halves the size. The file is written to a temporary name and
-    renamed, so a failure never leaves a partial file behind.
+    ``dtype=torch.float16`` halves the size. Written atomically (mode 0644): a failure never leaves
+    a partial file behind.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: ganbrush generators are saved as .safetensors")
-    tensors = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in G.state_dict().items()
-        if not k.endswith(DERIVED_SUFFIXES)
-    }
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": json.dumps(G.cfg.to_dict())}
-    meta.update(metadata or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tensors = {k: v for k, v in G.state_dict().items() if not k.endswith(DERIVED_SUFFIXES)}
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+        return save_safetensors(path, tensors, format=FORMAT_NAME, version=FORMAT_VERSION, config=G.cfg.to_dict(),
+                                metadata=metadata, dtype=dtype)
+    except WeightsFileError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def generator_hash(G: Generator) -> str:

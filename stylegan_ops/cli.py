@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganbrush_core.io import refuse_overwrite
+
 
 def _cuda_available() -> bool:
     import torch
@@ -12,17 +14,13 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def refuse_overwrite(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-
-
 def _ops_info(args: argparse.Namespace) -> int:
     import torch
 
+    from ganbrush_core.paths import ganbrush_home
     from stylegan_ops.ops import build
 
-    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), cache {build.ganbrush_home() / 'ops'}")
+    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), cache {ganbrush_home() / 'ops'}")
     print(f"{'impl':<6} {'status':<12} detail")
     print(f"{'ref':<6} {'available':<12} pure PyTorch, any device (the test oracle)")
     for kind in build.KINDS:
@@ -72,8 +70,8 @@ def _convert(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
+    from ganbrush_core.images import save_image_grid
     from stylegan_ops.checkpoints import load_generator
-    from stylegan_ops.images import save_image_grid
 
     out = Path(args.out)
     refuse_overwrite(out, args.force)
@@ -89,7 +87,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _train_stylegan(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from stylegan_ops.faces import FaceDataset
+    from ganbrush_core.faces import FaceDataset
     from stylegan_ops.train import PRESETS, TrainConfig, train
 
     dataset = FaceDataset(args.data, xflip=True)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def _data_faces(args: argparse.Namespace) -> int:
-    from stylegan_ops.faces import build_face_dataset
+    from ganbrush_core.faces import build_face_dataset
 
     result = build_face_dataset(args.out, res=args.res, split=args.split, sources=args.sources,
                                 data_root=args.data_root, force=args.force, limit=args.limit)
@@ -19,15 +18,16 @@ def _data_faces(args: argparse.Namespace) -> int:
 
 
 def _eval_fid(args: argparse.Namespace) -> int:
+    from ganbrush_core.fid import fid_generator_vs_data
+    from ganbrush_core.io import refuse_overwrite, write_text
     from stylegan_ops.checkpoints import load_generator
-    from stylegan_ops.fid import fid_generator_vs_data
 
     if args.num < 2:
         raise ValueError(f"--num must be at least 2, got {args.num}")
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
-    if args.out is not None and Path(args.out).exists() and not args.force:
-        raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
+    if args.out is not None:
+        refuse_overwrite(args.out, args.force)
     G = load_generator(args.generator)
     r = fid_generator_vs_data(G, args.data, num=args.num, batch=args.batch, seed=args.seed,
                               truncation_psi=args.truncation, use_cache=not args.no_cache)
@@ -37,7 +37,7 @@ def _eval_fid(args: argparse.Namespace) -> int:
         record = {"fid": r.fid, "num_generated": r.num_generated, "num_real": r.num_real,
                   "generator": str(args.generator), "data": [str(d) for d in args.data], "seed": args.seed,
                   "truncation": args.truncation, "resolution": G.img_resolution, "seconds": r.seconds}
-        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        write_text(args.out, json.dumps(record, indent=1) + "\n")
     return 0
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbrush_core.weights import config_from_dict
 from stylegan_ops.ops import ACTIVATIONS, bias_act, downsample2d, setup_filter, upfirdn2d, upsample2d
 
 NoiseMode = Literal["const", "random", "none"]
@@ -76,11 +77,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown generator config keys {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "generator config")
 
 
 class EqualLinear(nn.Module):

@@ -1,32 +1,29 @@
 """StyleGAN2 training: alternating G/D steps with lazy regularisation, style mixing, an EMA
-generator, DiffAugment, checkpoints that resume losing at most one interval, sample grids and
-loss curves.
+generator, DiffAugment; run by :class:`ganbrush_core.training.TrainingRun` (checkpoints that
+resume exactly where they stopped, losing at most one interval to a kill, sample grids and loss
+curves).
 
 A run folder holds ``config.json``, ``checkpoint.pt`` (all training state, read back with
 ``torch.load(weights_only=True)``), ``generator_ema.safetensors`` (loadable with
-:func:`stylegan_ops.load_generator`), ``log.jsonl``, ``samples_<kimg>.png`` and ``losses.png``.
+:func:`stylegan_ops.load_generator`), ``log.jsonl``, ``samples_<images>.png`` and ``losses.png``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
 import os
 import random
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ganbrush_core.training import ResumableBatches, Sample, Trainable, TrainingRun
 from stylegan_ops.augment import POLICIES, diff_augment
 from stylegan_ops.checkpoints import save_generator
-from stylegan_ops.images import save_image_grid
 from stylegan_ops.losses import PathLengthRegularizer, discriminator_loss, generator_loss, r1_penalty
 from stylegan_ops.networks import Discriminator, Generator, GeneratorConfig, channels_for
 
@@ -93,12 +90,9 @@ def _lazy_adam(params, cfg: TrainConfig, interval: int) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=cfg.lr * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8)
 
 
-def _infinite(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
-    while True:
-        yield from loader
+class Trainer(Trainable):
+    """Networks, optimisers, data and one G/D step; :func:`train` runs it in a run folder."""
 
-
-class Trainer:
     def __init__(self, cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike,
                  device: str | torch.device = "cpu") -> None:
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), torch.device(device)
@@ -116,7 +110,7 @@ class Trainer:
                                              num_workers=0, generator=torch.Generator().manual_seed(cfg.seed))
         if len(loader) == 0:
             raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of {cfg.batch}")
-        self.data = _infinite(loader)
+        self.data = ResumableBatches(loader)
         self.fixed_z = torch.randn(16, cfg.z_dim, generator=torch.Generator().manual_seed(1234))
 
     # ---------------------------------------------------------------------------------------
@@ -188,57 +182,32 @@ class Trainer:
             b_ema.copy_(b)
 
     # ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    # The run loop's hooks (ganbrush_core.training.Trainable).
+    def state_dict(self) -> dict[str, Any]:
         return {
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl": self.pl.state_dict(),
-            "step": self.step, "images_seen": self.images_seen, "history": json.dumps(self.history),
-            "torch_rng": torch.get_rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
+            "images_seen": self.images_seen, "data": self.data.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("G", "D", "G_ema", "opt_G", "opt_D", "pl"):
             getattr(self, name).load_state_dict(state[name])
-        self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
-        self.history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
+        self.images_seen = int(state["images_seen"])
+        if "data" in state:  # checkpoints from before the shared loop restart the data order
+            self.data.load_state_dict(state["data"])
 
-    def save_checkpoint(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / "checkpoint.pt.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.run_dir / "checkpoint.pt")  # atomic: a kill never leaves half a file
-        save_generator(self.G_ema, self.run_dir / "generator_ema.safetensors",
+    def save_weights(self, run_dir: Path) -> None:
+        save_generator(self.G_ema, run_dir / "generator_ema.safetensors",
                        metadata={"kimg": f"{self.images_seen / 1000:.1f}", "step": str(self.step)})
 
-    def write_interval_outputs(self, stats: dict[str, float], images_per_s: float) -> None:
-        kimg = self.images_seen / 1000
-        record = {"kimg": round(kimg, 3), "step": self.step, "images_per_s": round(images_per_s, 2), **stats}
-        self.history.append(record)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        with torch.no_grad():
-            grid = self.G_ema(self.fixed_z.to(self.device), noise_mode="const")
-        save_image_grid(grid, self.run_dir / f"samples_{int(round(kimg * 1000)):08d}.png", ncols=4)
-        plot_losses(self.history, self.run_dir / "losses.png")
+    def log_fields(self) -> dict[str, Any]:
+        return {"kimg": round(self.images_seen / 1000, 3)}
 
-
-def plot_losses(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in ("loss_G", "loss_D", "r1_penalty", "pl_penalty") if any(k in h for h in history)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        pts = [(h["kimg"], h[key]) for h in history if key in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts])
-        ax.set_title(key)
-        ax.set_xlabel("kimg")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    @torch.no_grad()
+    def sample(self) -> Sample:
+        """The EMA generator on 16 fixed latents, constant noise (a 4x4 grid)."""
+        return Sample(self.G_ema(self.fixed_z.to(self.device), noise_mode="const"), ncols=4)
 
 
 def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike, kimg: float,
@@ -246,49 +215,18 @@ def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os
     """Train until ``kimg`` thousand real images have been shown (counting from the run's start).
 
     With ``resume_from`` (a run folder, usually ``run_dir`` itself), training state is read from
-    its ``checkpoint.pt`` and its saved config wins over ``cfg``. Every ``cfg.kimg_per_interval``
-    a checkpoint, a sample grid, the loss plot and a log line are written to ``run_dir``, so a
-    killed run loses at most one interval.
+    its ``checkpoint.pt`` and its saved config wins over ``cfg``; the run continues exactly as an
+    uninterrupted one would (on CPU). Every ``cfg.kimg_per_interval`` the EMA generator, the
+    checkpoint, a log line, a sample grid and the loss plot are written to ``run_dir``, in that
+    order, so a killed run loses at most one interval and never logs one twice.
     """
-    run_dir = Path(run_dir)
-    state = None
-    same_run = resume_from is not None and Path(resume_from).resolve() == run_dir.resolve()
-    if (run_dir / "checkpoint.pt").exists() and not same_run:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} to continue it")
-    if resume_from is not None:
-        ckpt = Path(resume_from) / "checkpoint.pt"
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{ckpt}: nothing to resume (start without --resume)")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        cfg = TrainConfig.from_dict(json.loads(state["config"]))
-    random.seed(cfg.seed)
+    run = TrainingRun(run_dir, dataclasses.asdict(cfg), resume_from=resume_from)
+    cfg = TrainConfig.from_dict(run.config)
+    random.seed(cfg.seed)  # style mixing draws from Python's generator
     np.random.seed(cfg.seed)
     trainer = Trainer(cfg, dataset, run_dir, device)
-    if state is not None:
-        trainer.load_state_dict(state)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-
-    total = int(kimg * 1000)
     interval = max(int(cfg.kimg_per_interval * 1000), cfg.batch)
-    next_save = (trainer.images_seen // interval + 1) * interval
-    bar = tqdm(total=total, initial=min(trainer.images_seen, total), unit="img", disable=not progress,
-               desc="train stylegan")
-    sums: dict[str, list[float]] = {}
-    t0, seen0 = time.perf_counter(), trainer.images_seen
-    while trainer.images_seen < total:
-        stats = trainer.train_step()
-        for k, v in stats.items():
-            sums.setdefault(k, []).append(v)
-        bar.update(cfg.batch)
-        rate = (trainer.images_seen - seen0) / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(kimg=f"{trainer.images_seen / 1000:.1f}", img_s=f"{rate:.1f}", G=f"{stats['loss_G']:.2f}",
-                        D=f"{stats['loss_D']:.2f}")
-        if trainer.images_seen >= next_save or trainer.images_seen >= total:
-            means = {k: float(np.mean(v)) for k, v in sums.items() if all(math.isfinite(x) for x in v)}
-            trainer.write_interval_outputs(means, rate)
-            trainer.save_checkpoint()
-            sums.clear()
-            next_save += interval
-    bar.close()
+    run.train(trainer, total=int(kimg * 1000), interval=interval, unit="img", x_key="kimg",
+              plot_keys=("loss_", "r1_", "pl_"), postfix=("loss_G", "loss_D"), desc="train stylegan",
+              progress=progress)
     return trainer

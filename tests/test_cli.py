@@ -5,10 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from stylegan_ops import Generator, GeneratorConfig, load_generator, save_generator
-from stylegan_ops.networks import channels_for
+from stylegan_ops import load_generator, save_generator
 
 GANBRUSH = [sys.executable, "-m", "ganbrush_cli"]
 
@@ -18,10 +16,8 @@ def run(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def generator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(img_resolution=8, z_dim=8, w_dim=8, mapping_layers=2, channels=channels_for(8, 64, 8))
-    G = Generator(cfg)
+def generator_file(tmp_path_factory, make_generator) -> Path:
+    G = make_generator(8, z_dim=8, w_dim=8, channel_max=8)
     return save_generator(G, tmp_path_factory.mktemp("g") / "g.safetensors")
 
 

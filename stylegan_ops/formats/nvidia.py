@@ -1,24 +1,91 @@
 """NVIDIA stylegan2-ada-pytorch network pickles (``.pkl``) with a ``G_ema`` generator.
 
-Read with :mod:`.safe_pickle`, which never runs the source code embedded in the pickle. The
-architecture comes from the state dict (mapping depth, resolutions, channels) and from the
+Those pickles embed the Python source of every network class (``torch_utils.persistence``), and
+a plain ``pickle.load`` would import and run it. They are read with ganbrush's one restricted
+unpickler (:mod:`ganbrush_core.safe_pickle`) and an allow-list of tensors, numpy scalars, plain
+containers and the persistence record, which becomes an inert :class:`PersistentObject` (class
+name, init arguments, parameters, buffers, children): the embedded source is never compiled.
+The architecture comes from the state dict (mapping depth, resolutions, channels) and from the
 constructor arguments stored as data in the persistence record (``conv_clamp``, ``lr_multiplier``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import torch
 
+from ganbrush_core.safe_pickle import (
+    NUMPY_SCALARS,
+    PLAIN_CONTAINERS,
+    AllowList,
+    UnsafePickleError,
+    restricted_load,
+    torch_tensors,
+)
 from stylegan_ops.formats.common import FormatError, generator_from_state
-from stylegan_ops.formats.safe_pickle import PersistentObject, safe_load
 from stylegan_ops.networks import Generator, GeneratorConfig
 
 
-def read(f: BinaryIO):
-    return safe_load(f)
+@dataclass
+class PersistentObject:
+    """Inert stand-in for a ``torch_utils.persistence`` object: its data, never its code."""
+
+    class_name: str
+    module_name: str
+    state: dict = field(repr=False)
+
+    @property
+    def init_kwargs(self) -> dict:
+        return dict(self.state.get("_init_kwargs") or self.state.get("init_kwargs") or {})
+
+    @property
+    def init_args(self) -> tuple:
+        return tuple(self.state.get("_init_args") or self.state.get("init_args") or ())
+
+    def children(self) -> dict[str, PersistentObject]:
+        return {k: v for k, v in (self.state.get("_modules") or {}).items() if isinstance(v, PersistentObject)}
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Parameters and buffers of this object and its children, keyed like ``nn.Module``."""
+        out: dict[str, torch.Tensor] = {}
+        for group in ("_parameters", "_buffers"):
+            for name, t in (self.state.get(group) or {}).items():
+                if isinstance(t, torch.Tensor):
+                    out[prefix + name] = t.detach()
+        for name, child in self.children().items():
+            out.update(child.state_dict(prefix + name + "."))
+        return out
+
+
+class _EasyDict(dict):
+    """``dnnlib.EasyDict`` is a dict with attribute access; keep only the dict."""
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise UnsafePickleError("unexpected persistent object record (not a network class)")
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise UnsafePickleError("persistent object state is not a dict")
+    # meta["module_src"] holds Python source: deliberately ignored, never compiled or run.
+    return PersistentObject(str(meta.get("class_name")), str(meta.get("module_name", "")), state)
+
+
+def allowed() -> AllowList:
+    """What an NVIDIA network pickle may reference: tensors, numpy scalars, plain containers,
+    ``dnnlib.EasyDict`` (as a dict) and the persistence record (as a :class:`PersistentObject`)."""
+    return {**torch_tensors(), **NUMPY_SCALARS, **PLAIN_CONTAINERS,
+            ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+            ("dnnlib.util", "EasyDict"): _EasyDict,
+            ("dnnlib", "EasyDict"): _EasyDict}
+
+
+def read(f: BinaryIO) -> Any:
+    """Unpickle an NVIDIA network pickle without running any code in it."""
+    return restricted_load(f, allowed(), "tensors, numpy scalars and plain containers")
 
 
 def _generator_record(data) -> PersistentObject:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from ganbrush_core.paths import ganbrush_home
+
 CSRC = Path(__file__).parent / "csrc"
 KINDS = ("cpp", "cuda")
 SOURCES = {
@@ -55,11 +57,6 @@ class _State:
 
 _state = _State(modules={}, failures={}, warned=set())
 _thread_lock = threading.Lock()
-
-
-def ganbrush_home() -> Path:
-    """Root of ganbrush's caches: ``$GANBRUSH_HOME`` or ``~/.cache/ganbrush``."""
-    return Path(os.environ.get("GANBRUSH_HOME", Path.home() / ".cache" / "ganbrush")).expanduser()
 
 
 def strict() -> bool:

@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-PHOTOS = REPO.parent / "shared" / "data" / "photos"
+from ganbrush_core.paths import REPO_ROOT as REPO
+from ganbrush_core.paths import data_root
+
+PHOTOS = data_root() / "photos"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 STEPS = 20
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="../shared/data/photos is not beside the checkout")
+pytestmark = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 
 gradio_client = pytest.importorskip("gradio_client")
 AppError = gradio_client.exceptions.AppError

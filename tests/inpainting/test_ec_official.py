@@ -5,17 +5,14 @@ spectral-norm hook; ganbrush uses the parametrization API, so matching outputs a
 weights shows the key mapping and the use of the stored ``u``/``v``.
 """
 
-import sys
 from pathlib import Path
 
+import official_edgeconnect as official  # beside this file (pytest puts its folder on sys.path)
 import pytest
 import torch
 
 from inpainting import CheckpointError, load_edgeconnect, load_generator
 from inpainting.networks import GeneratorKind, edge_inputs, inpaint_inputs
-
-sys.path.insert(0, str(Path(__file__).parent))
-import official_edgeconnect as official  # noqa: E402
 
 TOL = 1e-4
 WIDTH, BLOCKS = 8, 2  # tiny: the layout, not the size, is under test

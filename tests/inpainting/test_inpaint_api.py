@@ -1,26 +1,22 @@
 """The public ``inpaint`` API with EdgeConnect: conventions, compositing, any size, user edges,
 and agreement with the official pipeline run on the oracle networks."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
+import official_edgeconnect as official  # beside this file (pytest puts its folder on sys.path)
 import pytest
 import torch
 from skimage.color import rgb2gray
 from skimage.feature import canny
 
+from ganbrush_core.masks import MaskError
 from inpainting import (
     METHODS,
-    MaskError,
     Method,
     inpaint,
     load_edgeconnect,
     predict_edges,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-import official_edgeconnect as official  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from ganbrush_core.masks import MaskError
 from inpainting import (
     CheckpointError,
     EdgeConnect,
     EdgeGenerator,
     InpaintGenerator,
-    MaskError,
     checkpoints,
     save_edgeconnect,
 )

@@ -1,7 +1,6 @@
 """Mask files (any mode, white = hole, 50% threshold), procedural masks, the irregular evaluation set,
 and Canny edges."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +8,12 @@ import torch
 from PIL import Image
 from skimage.feature import canny
 
-from inpainting import MaskError, canny_edges, hole_ratio, load_irregular_mask, random_mask, read_mask
+from ganbrush_core.masks import MaskError, hole_ratio, read_mask
+from ganbrush_core.paths import data_root
+from inpainting import canny_edges, load_irregular_mask, random_mask
 from inpainting.masks import IRREGULAR_BINS, irregular_mask_bin, irregular_mask_indices
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = data_root()
 IRREGULAR = DATA / "masks" / "irregular-12k"
 needs_masks = pytest.mark.skipif(not IRREGULAR.is_dir(), reason=f"irregular masks not found at {IRREGULAR}")
 
@@ -57,7 +58,7 @@ def test_unreadable_and_missing_masks(tmp_path):
     (tmp_path / "x.png").write_text("not an image")
     with pytest.raises(MaskError, match="x.png"):
         read_mask(tmp_path / "x.png")
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(MaskError, match="nope.png: no such mask file"):
         read_mask(tmp_path / "nope.png")
 
 

@@ -4,23 +4,22 @@ Detections are cached in module-scope fixtures: dlib is the slow part."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
+from ganbrush_core.paths import data_root
 from inversion import dlib_models
 from inversion.align import AlignedFace, Face, NoFaceError, align_face, detect_faces, paste_back, paste_mask
 from inversion.photos import load_photo
 
-PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"test photos not found at {PHOTOS}")
+PHOTOS = data_root() / "photos"
+pytestmark = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 
 # The seven front-row faces of classroom_in_tanzania.jpg (725x544), face centres (x, y) read off
 # the picture by eye. The back rows hold more, smaller faces that a detector may or may not find.
 CLASSROOM_FACES = [(478, 326), (548, 236), (305, 384), (197, 251), (100, 212), (667, 281), (292, 172)]
-# The generator's framing (stylegan_ops.faces): eye centre and eye distance as fractions of the side.
+# The generator's framing (ganbrush_core.faces): eye centre and eye distance as fractions of the side.
 GANBRUSH_EYES, GANBRUSH_EYE_DISTANCE = (0.50, 0.275), 0.40
 
 

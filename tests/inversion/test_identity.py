@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from ganbrush_core.paths import data_root
 from inversion.align import align_face, detect_faces
 from inversion.identity import DESCRIPTOR_DIM, face_descriptor, identity_distance
 from inversion.photos import load_photo
 
-PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"test photos not found at {PHOTOS}")
+PHOTOS = data_root() / "photos"
+pytestmark = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 RES = 64  # the generator's resolution
 
 

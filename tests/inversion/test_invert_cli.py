@@ -1,20 +1,20 @@
 """``ganbrush invert`` as a user runs it: a real photo, a small generator, real subprocesses."""
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from ganbrush_core.paths import data_root
 from inversion.result import Inversion
-from stylegan_ops import Generator, GeneratorConfig, load_generator, save_generator
-from stylegan_ops.networks import channels_for
+from stylegan_ops import load_generator, save_generator
 
-PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="../shared/data/photos is not beside the checkout")
+PHOTOS = data_root() / "photos"
+pytestmark = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 
 
 def run(*args):
@@ -23,10 +23,8 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def generator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(img_resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channels=channels_for(32, 256, 16))
-    return save_generator(Generator(cfg), tmp_path_factory.mktemp("g") / "g.safetensors")
+def generator_file(tmp_path_factory, make_generator) -> Path:
+    return save_generator(make_generator(32, channel_base=256), tmp_path_factory.mktemp("g") / "g.safetensors")
 
 
 def photo(name: str) -> Path:
@@ -48,6 +46,9 @@ def test_invert_writes_aligned_reconstruction_inversion_and_pasted_photo(generat
     assert 0 < changed.mean() < 0.2  # only the face region changed
     result = Inversion.load(tmp_path / "inversion.npz", load_generator(generator_file))
     assert result.method == "w+" and result.steps == 3
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["aligned.png", "inversion.npz", "pasted.png", "reconstruction.png"]  # no temporary files
+    assert all(stat.S_IMODE((tmp_path / n).stat().st_mode) == 0o644 for n in written)  # readable by everyone
 
     again = run("invert", src, "--out", tmp_path, "--generator", generator_file, "--steps", "3")
     assert again.returncode == 2 and "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1

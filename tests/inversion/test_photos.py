@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from ganbrush_core.paths import data_root
 from inversion.photos import MAX_PIXELS, PhotoError, load_photo, save_photo
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-PHOTOS = DATA / "photos"
-needs_photos = pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"test photos not found at {PHOTOS}")
+PHOTOS = data_root() / "photos"
+needs_photos = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 
 EXIF_ORIENTATION = 0x0112
 

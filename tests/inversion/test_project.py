@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inversion.perceptual import lpips_model
+from ganbrush_core.metrics import lpips_model
 from inversion.project import METHODS, ProjectionSettings, invert
 from inversion.result import Inversion, InversionFileError
 from stylegan_ops.checkpoints import generator_hash

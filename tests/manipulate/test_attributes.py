@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
+from ganbrush_core.images import uint8_to_float
+from manipulate import attributes
 from manipulate.attributes import (
     AGE,
     CELEBA_ATTRIBUTES,
@@ -32,9 +35,6 @@ from manipulate.attributes import (
 )
 from manipulate.cli import register_train
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-HAVE_DATA = (DATA / "faces" / "celeba-10k").is_dir() and (DATA / "faces" / "utkface").is_dir()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"shared face data (CelebA-10k, UTKFace) not found at {DATA}")
 needs_shipped = pytest.mark.skipif(not DEFAULT_CLASSIFIER.is_file(), reason="no shipped attribute classifier yet")
 
 
@@ -85,13 +85,12 @@ def test_augment_is_seeded_and_stays_in_range():
     assert not torch.equal(a, augment(x, torch.Generator().manual_seed(2)))
 
 
-@needs_data
-def test_celeba_labels_and_loaded_data_agree():
-    labels = read_celeba_labels(DATA)
+def test_celeba_labels_and_loaded_data_agree(face_data_root):
+    labels = read_celeba_labels(face_data_root)
     assert len(labels) == 10_000 and set(np.unique(np.stack(list(labels.values())))) == {0.0, 1.0}
     male_share = np.mean([v[CELEBA_ATTRIBUTES.index("Male")] for v in labels.values()])
     assert 0.3 < male_share < 0.55  # CelebA is ~42% male
-    data = load_attribute_data("heldout", 16, DATA, limit=3)
+    data = load_attribute_data("heldout", 16, face_data_root, limit=3)
     assert data.images.shape == (6, 16, 16, 3) and data.images.dtype == np.uint8
     assert data.sources == ["celeba"] * 3 + ["utkface"] * 3
     celeba, utk = data.labels[:3], data.labels[3:]
@@ -99,20 +98,41 @@ def test_celeba_labels_and_loaded_data_agree():
     assert np.isnan(celeba[:, 10:]).all() and np.isnan(utk[:, :10]).all() and not np.isnan(utk[:, 10:]).any()
 
 
-@needs_data
-def test_tiny_training_run_learns_saves_and_is_deterministic(tmp_path):
-    kwargs = dict(res=16, steps=40, batch=16, channels=(8, 16), data_root=DATA, limit=24, progress=False, lr=5e-3)
+def test_tiny_training_run_learns_saves_and_resumes_deterministically(tmp_path, face_data_root, monkeypatch):
+    kwargs = dict(res=16, steps=40, batch=16, channels=(8, 16), data_root=face_data_root, limit=24, progress=False,
+                  lr=5e-3)
     clf = train_classifier(tmp_path / "a", **kwargs)
-    for name in ("attributes.safetensors", "metrics.json", "losses.json", "loss.png"):
+    for name in ("attributes.safetensors", "metrics.json", "config.json", "checkpoint.pt", "log.jsonl",
+                 "losses.png"):
         assert (tmp_path / "a" / name).is_file(), name
-    losses = [h["total"] for h in json.loads((tmp_path / "a" / "losses.json").read_text())]
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in log] == list(range(1, 41))
+    losses = [h["total"] for h in log]
     assert np.mean(losses[-8:]) < np.mean(losses[:8])
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert set(metrics["heldout"]) == set(SCORE_NAMES) and metrics["steps"] == 40
     assert metrics["heldout"][AGE]["count"] == 24 and "mae" in metrics["heldout"][AGE]
-    again = train_classifier(tmp_path / "b", evaluate=False, **kwargs)
+
+    # A run killed at step 25 (checkpoints every 16 steps) and resumed ends bit-identical.
+    monkeypatch.setattr(attributes, "CHECKPOINT_EVERY", 16)
+    step = attributes.ClassifierTrainer.train_step
+
+    def killed_at_25(self):
+        if self.step == 25:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(attributes.ClassifierTrainer, "train_step", killed_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tmp_path / "b", evaluate=False, **kwargs)
+    monkeypatch.setattr(attributes.ClassifierTrainer, "train_step", step)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_classifier(tmp_path / "b", evaluate=False, **kwargs)
+    again = train_classifier(tmp_path / "b", evaluate=False, resume_from=tmp_path / "b", **{**kwargs, "lr": 1.0})
     for (k, v), v2 in zip(clf.state_dict().items(), again.state_dict().values()):
         assert torch.equal(v, v2), k
+    log_b = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [(h["step"], h["total"]) for h in log_b] == [(h["step"], h["total"]) for h in log]
     with pytest.raises(FileExistsError, match="--force"):
         train_classifier(tmp_path / "a", **kwargs)
 
@@ -170,7 +190,7 @@ def test_bad_classifier_files_give_one_line_errors(tmp_path):
         save_classifier(tiny_classifier(), tmp_path / "c.pt")
 
 
-@needs_data
+@pytest.mark.usefixtures("face_data_root")  # the command reads the default data root
 def test_cli_train_attributes(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="ganbrush")
     train_sub = parser.add_subparsers(dest="command", required=True).add_parser("train").add_subparsers(
@@ -189,24 +209,34 @@ def test_cli_train_attributes(tmp_path, capsys):
 
 
 @needs_shipped
-def test_shipped_classifier_loads_with_its_card():
+def test_shipped_classifier_loads_and_its_card_states_its_facts(card_table):
     clf = load_classifier()
     assert clf.names == SCORE_NAMES and clf.resolution == 64
-    assert (DEFAULT_CLASSIFIER.with_suffix(".md")).is_file()
     assert DEFAULT_CLASSIFIER.stat().st_size < 16 * 2**20
+    table = card_table(DEFAULT_CLASSIFIER.with_suffix(".md").read_text())
+    size_mb = float(re.search(r"([0-9.]+) MB", table["file"]).group(1))
+    assert abs(DEFAULT_CLASSIFIER.stat().st_size / 1e6 - size_mb) <= 0.05 and "float16" in table["file"]
+    with safe_open(str(DEFAULT_CLASSIFIER), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys() if "num_batches" not in k} <= {"F16", "I64"}
+    arch = table["architecture"]
+    assert f"{len(clf.cfg.channels)} blocks" in arch and "/".join(map(str, clf.cfg.channels)) + " channels" in arch
+    assert f"{sum(p.numel() for p in clf.parameters()):,} parameters" in arch
+    assert list(dict.fromkeys(re.findall(r"`(\w+)`", table["outputs"]))) == list(clf.names)  # "`male`" twice
+    steps, images = re.search(r"\*\*([\d,]+) steps\*\* \((\d+)k images", table["training"]).groups()
+    batch = int(re.search(r"batch (\d+)", table["training"]).group(1))
+    assert int(steps.replace(",", "")) * batch == int(images) * 1000
 
 
 @needs_shipped
-@needs_data
-def test_shipped_classifier_beats_the_baselines_on_held_out_faces():
+def test_shipped_classifier_beats_the_baselines_on_held_out_faces(face_data_root):
     clf = load_classifier()
-    data = load_attribute_data("heldout", 64, DATA, limit=150)
+    data = load_attribute_data("heldout", 64, face_data_root, limit=150)
     metrics = evaluate_classifier(clf, data)
     for name in ("male", "smiling", "gender"):
         assert metrics[name]["accuracy"] > metrics[name]["majority_baseline"] + 0.15, (name, metrics[name])
     assert metrics[AGE]["mae"] < metrics[AGE]["median_baseline_mae"] - 2
     # Same sign for both gender heads: CelebA men score high on "gender", UTKFace men on "male".
-    scores = attribute_scores(clf, torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    scores = attribute_scores(clf, uint8_to_float(data.images))
     celeba_male = data.labels[:150, SCORE_NAMES.index("male")] > 0.5
     assert scores["gender"][:150][celeba_male].mean() > scores["gender"][:150][~celeba_male].mean()
     utk_male = data.labels[150:, SCORE_NAMES.index("gender")] > 0.5

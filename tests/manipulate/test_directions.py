@@ -16,18 +16,14 @@ from manipulate.directions import (
     sefa,
     style_affine_weights,
 )
-from stylegan_ops.networks import Generator, GeneratorConfig, channels_for
+from stylegan_ops.networks import Generator
 
-
-def small_generator(seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig(img_resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channels=channels_for(32, 512, 32))
-    return Generator(cfg).eval()
+GEN = dict(z_dim=32, w_dim=32, channel_base=512, channel_max=32)  # make_generator(32, **GEN): a 32 px generator
 
 
 @pytest.fixture(scope="module")
-def G() -> Generator:
-    return small_generator()
+def G(make_generator) -> Generator:
+    return make_generator(32, **GEN)
 
 
 def test_sefa_vectors_are_the_top_eigenvectors_of_the_affine_weights(G):
@@ -68,7 +64,7 @@ def test_ganspace_matches_pca_of_sampled_w(G):
     assert dirs[0].info["explained_variance"] > dirs[1].info["explained_variance"]
 
 
-def test_directions_round_trip_and_are_refused_for_another_generator(G, tmp_path):
+def test_directions_round_trip_and_are_refused_for_another_generator(G, tmp_path, make_generator):
     dirs = sefa(G, num=2, scale_samples=200) + ganspace(G, num=1, samples=500)
     path = save_directions(tmp_path / "d.npz", dirs, G)
     back = load_directions(path, G)
@@ -79,7 +75,7 @@ def test_directions_round_trip_and_are_refused_for_another_generator(G, tmp_path
     with pytest.raises(FileExistsError, match="--force"):
         save_directions(path, dirs, G)
     with pytest.raises(DirectionsFileError, match="ganbrush directions"):
-        load_directions(path, small_generator(seed=1))
+        load_directions(path, make_generator(32, **GEN, seed=1))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DirectionsFileError, match="not a readable"):
         load_directions(tmp_path / "junk.npz")

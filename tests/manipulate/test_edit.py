@@ -21,16 +21,10 @@ from manipulate import (
 from manipulate.directions import DirectionsFileError, ganspace, save_directions, sefa
 from manipulate.edits import move, project_out
 from stylegan_ops.checkpoints import generator_hash
-from stylegan_ops.networks import Generator, GeneratorConfig, channels_for, sample_w
+from stylegan_ops.networks import Generator, sample_w
 
 # The package exports the function `edit`, which shadows the submodule's attribute name.
 edit_module = importlib.import_module("manipulate.edit")
-
-
-def small_generator(seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig(img_resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=channels_for(16, 64, 16))
-    return Generator(cfg).eval()
 
 
 def named(G: Generator) -> dict:
@@ -42,8 +36,8 @@ def named(G: Generator) -> dict:
 
 
 @pytest.fixture(scope="module")
-def G() -> Generator:
-    return small_generator()
+def G(make_generator) -> Generator:
+    return make_generator()
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +142,8 @@ def make_inversion(G: Generator, ws: torch.Tensor, delta: dict | None) -> Invers
                      method="pti" if delta else "w+", steps=1, generator_hash=generator_hash(G), generator_delta=delta)
 
 
-def test_an_inversion_is_edited_with_its_tuned_generator_and_noise(dirs, ws):
-    G = small_generator()
+def test_an_inversion_is_edited_with_its_tuned_generator_and_noise(dirs, ws, make_generator):
+    G = make_generator()
     with torch.no_grad():  # a fresh generator's noise strengths are 0: give the noise maps an effect
         for name, p in G.named_parameters():
             if name.endswith("noise_strength"):
@@ -172,8 +166,8 @@ def test_an_inversion_is_edited_with_its_tuned_generator_and_noise(dirs, ws):
     assert torch.equal(inv.ws, ws)  # the inversion itself is not modified
 
 
-def test_latents_of_another_generator_are_refused(G, dirs, ws):
-    other = small_generator(seed=1)
+def test_latents_of_another_generator_are_refused(G, dirs, ws, make_generator):
+    other = make_generator(seed=1)
     with pytest.raises(InversionFileError, match="invert the photo again"):
         edit(make_inversion(other, ws, None), G, "smile", strength=1, directions=dirs)
     with pytest.raises(LatentMismatchError, match=rf"takes \[N, {G.num_ws}, 16\]"):
@@ -182,8 +176,8 @@ def test_latents_of_another_generator_are_refused(G, dirs, ws):
         edit(torch.zeros(G.num_ws, G.w_dim), G, "smile", strength=1, directions=dirs)
 
 
-def test_available_directions_reads_shipped_and_given_files(G, dirs, tmp_path, monkeypatch):
-    other = small_generator(seed=1)
+def test_available_directions_reads_shipped_and_given_files(G, dirs, tmp_path, monkeypatch, make_generator):
+    other = make_generator(seed=1)
     shipped = tmp_path / "weights"
     save_directions(shipped / "a-mine.npz", [dirs["smiling"], dirs["age"]], G)
     save_directions(shipped / "b-other.npz", [dataclasses.replace(dirs["Male"], name="other_only")], other)

@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from ganbrush_core.images import to_uint8
 from inversion.result import Inversion
 from manipulate import edit
 from manipulate.directions import load_directions, save_directions, sefa
-from stylegan_ops import Generator, GeneratorConfig, save_generator
+from stylegan_ops import save_generator
 from stylegan_ops.checkpoints import generator_hash, load_generator
-from stylegan_ops.images import to_uint8
-from stylegan_ops.networks import channels_for, sample_w
+from stylegan_ops.networks import sample_w
 
 
 def _wired() -> bool:
@@ -37,17 +37,11 @@ def run(*args):
                           text=True, timeout=300)
 
 
-def make_generator(seed: int) -> Generator:
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig(img_resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=channels_for(16, 64, 16))
-    return Generator(cfg).eval()
-
-
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, make_generator):
     root = tmp_path_factory.mktemp("edit-cli")
-    g_path = save_generator(make_generator(0), root / "g.safetensors")
-    other_path = save_generator(make_generator(1), root / "other.safetensors")
+    g_path = save_generator(make_generator(seed=0), root / "g.safetensors")
+    other_path = save_generator(make_generator(seed=1), root / "other.safetensors")
     G = load_generator(g_path)  # as the command will see it (the file's precision)
     dirs = [dataclasses.replace(d, name=n) for d, n in zip(sefa(G, num=2, scale_samples=300), ["smiling", "male"])]
     directions = save_directions(root / "attrs.npz", dirs, G)

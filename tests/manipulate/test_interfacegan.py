@@ -22,8 +22,8 @@ from manipulate.attributes import (
 )
 from manipulate.directions import load_directions, save_directions
 from manipulate.interfacegan import fit_boundary, interfacegan
-from stylegan_ops import Generator, GeneratorConfig, save_generator
-from stylegan_ops.networks import channels_for, sample_w
+from stylegan_ops import Generator, save_generator
+from stylegan_ops.networks import sample_w
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -31,10 +31,8 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def G() -> Generator:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(img_resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=channels_for(16, 128, 16))
-    return Generator(cfg).eval()
+def G(make_generator) -> Generator:
+    return make_generator(16, channel_base=128)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from manipulate.directions import load_directions
-from stylegan_ops import Generator, GeneratorConfig, save_generator
-from stylegan_ops.networks import channels_for
+from stylegan_ops import save_generator
 
 
 def run(*args):
@@ -17,10 +15,8 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def generator_file(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(img_resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=channels_for(16, 128, 16))
-    return save_generator(Generator(cfg), tmp_path_factory.mktemp("g") / "g.safetensors")
+def generator_file(tmp_path_factory, make_generator):
+    return save_generator(make_generator(16, channel_base=128), tmp_path_factory.mktemp("g") / "g.safetensors")
 
 
 @pytest.mark.parametrize("source", ["sefa", "ganspace"])

@@ -3,18 +3,18 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import ganbrush_pipeline as pipe
+from ganbrush_core.paths import data_root
 from inversion import NoFaceError, load_photo
 from stylegan_ops import load_generator
 
-PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
-pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="../shared/data/photos is not beside the checkout")
+PHOTOS = data_root() / "photos"
+pytestmark = pytest.mark.usefixtures("photos_dir")  # skipped where the shared photos are absent
 STEPS = 5
 
 

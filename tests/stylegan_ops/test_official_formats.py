@@ -5,16 +5,12 @@ The oracles in ``official_layouts`` are functional re-implementations of the off
 passes that read the official key layouts directly (cross-checked against each other there).
 """
 
-import sys
-from pathlib import Path
 
+import official_layouts as official  # beside this file (pytest puts its folder on sys.path)
 import pytest
 import torch
 
 from stylegan_ops import CheckpointError, load_generator, save_generator
-
-sys.path.insert(0, str(Path(__file__).parent))
-import official_layouts as official  # noqa: E402
 
 TOL = 1e-4  # the contract is 1e-3; we hold ourselves to tighter
 

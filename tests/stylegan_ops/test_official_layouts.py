@@ -19,14 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import official_layouts as ol  # pytest puts this test folder on sys.path
 import pytest
 import torch
-
-try:  # tests/ may or may not be a package
-    from . import official_layouts as ol
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import official_layouts as ol
 
 ATOL = 1e-4
 

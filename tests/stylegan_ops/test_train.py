@@ -1,27 +1,21 @@
-"""A tiny StyleGAN2 run on real faces: losses move, outputs are written, the EMA generator
-loads through ``load_generator``, and a resumed run continues where the checkpoint left off."""
+"""A tiny StyleGAN2 run on real faces: outputs are written, the EMA generator loads through
+``load_generator``, and a resumed run is bit-identical to an uninterrupted one."""
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from ganbrush_core.faces import FaceDataset, build_face_dataset
 from stylegan_ops import load_generator
-from stylegan_ops.augment import adjust_color, cutout, diff_augment, translate
-from stylegan_ops.faces import FaceDataset, build_face_dataset
 from stylegan_ops.train import PRESETS, TrainConfig, train
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def faces16(tmp_path_factory):
-    if not (SHARED / "faces").is_dir():
-        pytest.skip(f"shared face data not found at {SHARED}")
+def faces16(tmp_path_factory, face_data_root):
     out = tmp_path_factory.mktemp("faces16")
-    build_face_dataset(out, res=16, split="train", limit=32, data_root=SHARED, force=True, progress=False)
+    build_face_dataset(out, res=16, split="train", limit=32, data_root=face_data_root, force=True, progress=False)
     return FaceDataset(out, xflip=True)
 
 
@@ -34,8 +28,8 @@ def test_tiny_run_trains_saves_and_resumes(faces16, tmp_path):
                  "samples_00000160.png", "samples_00000320.png"):
         assert (run / name).is_file(), name
     h0, h1 = first.history
-    assert h0["loss_D"] != h1["loss_D"] and h0["loss_G"] != h1["loss_G"]
-    assert all(k in h0 for k in ("r1_penalty", "pl_penalty", "images_per_s"))
+    assert all(k in h0 for k in ("loss_G", "loss_D", "r1_penalty", "pl_penalty", "images_per_s"))
+    assert (h0["kimg"], h0["images_seen"], h1["kimg"]) == (0.16, 160, 0.32)
 
     G = load_generator(run / "generator_ema.safetensors")
     assert G.img_resolution == 16
@@ -49,14 +43,11 @@ def test_tiny_run_trains_saves_and_resumes(faces16, tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [20, 40, 60]
 
-
-def test_augmentations_are_differentiable_and_change_images():
-    x = torch.rand(4, 3, 16, 16, requires_grad=True)
-    for op in (adjust_color, translate, cutout):
-        y = op(x)
-        assert y.shape == x.shape and not torch.equal(y, x)
-    diff_augment(x).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-    assert torch.equal(diff_augment(x, ()), x)
-    with pytest.raises(ValueError, match="unknown augmentation"):
-        diff_augment(x, ("rotate",))
+    # Resuming restores networks, optimisers, data position and random states: the same losses
+    # and weights as a run that never stopped.
+    straight = train(cfg, faces16, tmp_path / "straight", kimg=0.48, progress=False)
+    losses = lambda h: [{k: v for k, v in r.items() if k != "images_per_s"} for r in h]  # noqa: E731
+    assert losses(resumed.history) == losses(straight.history)
+    for (k, v), v2 in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
+        assert torch.equal(v, v2), k
+    assert torch.equal(next(straight.D.parameters()), next(resumed.D.parameters()))

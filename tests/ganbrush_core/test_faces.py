@@ -2,18 +2,15 @@
 ``FaceDataset``."""
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from stylegan_ops import faces
-from stylegan_ops.faces import FaceDataset, build_face_dataset, is_held_out, split_files
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-HAVE_DATA = all((DATA / "faces" / d).is_dir() for d in ("celeba-10k", "utkface"))
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"shared face data not found at {DATA}")
+from ganbrush_core import faces
+from ganbrush_core.faces import FaceDataError, FaceDataset, build_face_dataset, is_held_out, split_files
 
 
 def test_celeba_rule_by_number_and_name():
@@ -32,37 +29,34 @@ def test_utkface_rule_by_index():
     assert [i for i in range(45) if is_held_out("utkface", i)] == [0, 20, 40]
 
 
-@needs_data
-def test_split_counts_and_disjointness_on_the_real_listing():
+def test_split_counts_and_disjointness_on_the_real_listing(face_data_root):
     for source, total, held in (("celeba", 10_000, 1000), ("utkface", 9780, 489)):
-        names = faces.list_source_files(source, DATA)
-        train, heldout = split_files(source, "train", DATA), split_files(source, "heldout", DATA)
+        names = faces.list_source_files(source, face_data_root)
+        train, heldout = split_files(source, "train", face_data_root), split_files(source, "heldout", face_data_root)
         assert len(names) == total
         assert len(heldout) == held and len(train) == total - held
         assert not set(train) & set(heldout) and set(train) | set(heldout) == set(names)
-        assert not any(is_held_out(source, n, DATA) for n in train)
-        assert all(is_held_out(source, n, DATA) for n in heldout)
-    assert split_files("celeba", "heldout", DATA)[0] == "009001.jpg"
-    utk = sorted(faces.list_source_files("utkface", DATA))
-    assert split_files("utkface", "heldout", DATA) == utk[::20]
+        assert not any(is_held_out(source, n, face_data_root) for n in train)
+        assert all(is_held_out(source, n, face_data_root) for n in heldout)
+    assert split_files("celeba", "heldout", face_data_root)[0] == "009001.jpg"
+    utk = sorted(faces.list_source_files("utkface", face_data_root))
+    assert split_files("utkface", "heldout", face_data_root) == utk[::20]
 
 
-@needs_data
-def test_held_out_faces_alternate_sources_in_a_fixed_order():
+def test_held_out_faces_alternate_sources_in_a_fixed_order(face_data_root):
     from PIL import Image
 
-    got = faces.held_out_faces(3, 16, DATA)
+    got = faces.held_out_faces(3, 16, face_data_root)
     assert got.shape == (3, 3, 16, 16) and got.dtype == torch.float32
     assert -1 <= float(got.min()) and float(got.max()) <= 1
-    utk_first = split_files("utkface", "heldout", DATA)[0]
-    expected = faces.frame_face(Image.open(DATA / "faces" / "utkface" / utk_first), "utkface", 16)
+    utk_first = split_files("utkface", "heldout", face_data_root)[0]
+    expected = faces.frame_face(Image.open(face_data_root / "faces" / "utkface" / utk_first), "utkface", 16)
     np.testing.assert_array_equal(((got[1] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy(), expected)
-    total = len(split_files("celeba", "heldout", DATA)) + len(split_files("utkface", "heldout", DATA))
+    total = sum(len(split_files(s, "heldout", face_data_root)) for s in ("celeba", "utkface"))
     with pytest.raises(ValueError, match=f"there are {total} held-out faces"):
-        faces.held_out_faces(total + 1, 16, DATA)
+        faces.held_out_faces(total + 1, 16, face_data_root)
 
 
-@needs_data
 def test_framing_puts_both_sources_eyes_in_the_same_place():
     # The boxes come from measured mean landmarks; check the arithmetic lands both sources' eyes
     # on the same output position and scale (within 5% of the side).
@@ -87,53 +81,51 @@ def test_frame_face_pads_a_box_outside_the_picture():
 
 
 @pytest.fixture(scope="module")
-def small_set(tmp_path_factory) -> Path:
-    if not HAVE_DATA:
-        pytest.skip(f"shared face data not found at {DATA}")
+def small_set(tmp_path_factory, face_data_root) -> Path:
     out = tmp_path_factory.mktemp("faces") / "train64"
-    build_face_dataset(out, res=64, split="train", data_root=DATA, limit=12, progress=False)
+    build_face_dataset(out, res=64, split="train", data_root=face_data_root, limit=12, progress=False)
     return out
 
 
-@needs_data
-def test_build_writes_packed_images_meta_report_and_sheet(small_set):
+def test_build_writes_packed_images_meta_report_and_sheet(small_set, face_data_root):
     images = np.load(small_set / "images.npy", mmap_mode="r")
     assert images.shape == (24, 64, 64, 3) and images.dtype == np.uint8
     meta = json.loads((small_set / "meta.json").read_text())
     assert meta["res"] == 64 and meta["split"] == "train" and meta["sources"] == ["celeba", "utkface"]
     assert meta["counts"] == {"celeba": 12, "utkface": 12} and len(meta["files"]) == 24
     assert meta["files"][0] == "celeba/000001.jpg"
-    assert not any(is_held_out(f.split("/")[0], f.split("/")[1], DATA) for f in meta["files"])
+    assert not any(is_held_out(f.split("/")[0], f.split("/")[1], face_data_root) for f in meta["files"])
     assert (small_set / "contact_sheet.png").stat().st_size > 0
+    for name in ("images.npy", "meta.json", "report.md", "contact_sheet.png"):  # readable by everyone
+        assert stat.S_IMODE((small_set / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in small_set.iterdir()) == ["contact_sheet.png", "images.npy", "meta.json", "report.md"]
     assert "| celeba | 12 |" in (small_set / "report.md").read_text()
     assert 40 < images.mean() < 220 and images.std() > 20  # real pictures, not blank
 
 
-@needs_data
-def test_build_refuses_a_non_empty_dir_unless_forced(small_set, tmp_path):
+def test_build_refuses_a_non_empty_dir_unless_forced(small_set, tmp_path, face_data_root):
     with pytest.raises(FileExistsError, match="--force"):
-        build_face_dataset(small_set, res=64, data_root=DATA, limit=2, progress=False)
+        build_face_dataset(small_set, res=64, data_root=face_data_root, limit=2, progress=False)
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):
-        build_face_dataset(tmp_path, res=64, data_root=DATA, limit=2, progress=False)
-    build_face_dataset(tmp_path, res=64, split="heldout", data_root=DATA, limit=2, force=True, progress=False)
-    utk = [f"utkface/{n}" for n in split_files("utkface", "heldout", DATA)[:2]]
+        build_face_dataset(tmp_path, res=64, data_root=face_data_root, limit=2, progress=False)
+    build_face_dataset(tmp_path, res=64, split="heldout", data_root=face_data_root, limit=2, force=True, progress=False)
+    utk = [f"utkface/{n}" for n in split_files("utkface", "heldout", face_data_root)[:2]]
     assert json.loads((tmp_path / "meta.json").read_text())["files"] == ["celeba/009001.jpg", "celeba/009002.jpg", *utk]
 
 
-@needs_data
-def test_128px_is_utkface_only(tmp_path):
+def test_128px_is_utkface_only(tmp_path, face_data_root):
     with pytest.raises(ValueError, match="CelebA"):
-        build_face_dataset(tmp_path / "a", res=128, data_root=DATA, limit=2, progress=False)
+        build_face_dataset(tmp_path / "a", res=128, data_root=face_data_root, limit=2, progress=False)
     assert not (tmp_path / "a").exists()
-    r = build_face_dataset(tmp_path / "b", res=128, sources=("utkface",), data_root=DATA, limit=3, progress=False)
+    r = build_face_dataset(tmp_path / "b", res=128, sources=("utkface",), data_root=face_data_root, limit=3,
+                           progress=False)
     assert r.counts == {"utkface": 3}
     assert np.load(tmp_path / "b" / "images.npy", mmap_mode="r").shape == (3, 128, 128, 3)
     with pytest.raises(ValueError, match="power of two"):
-        build_face_dataset(tmp_path / "c", res=48, data_root=DATA, limit=2, progress=False)
+        build_face_dataset(tmp_path / "c", res=48, data_root=face_data_root, limit=2, progress=False)
 
 
-@needs_data
 def test_face_dataset_range_shape_and_flip(small_set):
     ds = FaceDataset(small_set)
     raw = np.load(small_set / "images.npy", mmap_mode="r")
@@ -158,5 +150,5 @@ def test_face_dataset_range_shape_and_flip(small_set):
 
 
 def test_face_dataset_rejects_a_non_dataset_dir(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ganbrush data faces"):
+    with pytest.raises(FaceDataError, match="ganbrush data faces"):
         FaceDataset(tmp_path)

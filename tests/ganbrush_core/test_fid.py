@@ -6,6 +6,7 @@ Inception at 299 px runs ~10 images/s on 2 CPU cores, so the real-data tests use
 
 import argparse
 import importlib.util
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,15 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from stylegan_ops import Generator, GeneratorConfig, save_generator
-from stylegan_ops import fid as F
-from stylegan_ops.faces import build_face_dataset
-from stylegan_ops.networks import channels_for
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from ganbrush_core import fid as F
+from ganbrush_core.backbones import BackboneWeightsError, inception_path
+from ganbrush_core.faces import build_face_dataset
+from ganbrush_core.images import uint8_to_float
+from stylegan_ops import Generator, save_generator
 
 try:
-    F.inception_path()
-except F.FIDError as e:
+    inception_path()
+except BackboneWeightsError as e:
     pytest.skip(str(e), allow_module_level=True)
 
 
@@ -82,7 +82,7 @@ def test_extractor_matches_the_reference_package_live(extractor):
 def test_uint8_and_float_inputs_agree_and_batches_do_not_matter(extractor):
     imgs = fixed_images()
     a = F.features_from_images(imgs, batch_size=2, extractor=extractor, progress=False)
-    as_float = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    as_float = uint8_to_float(imgs)
     b = F.features_from_images(iter([as_float[:1], as_float[1:]]), batch_size=3, extractor=extractor, progress=False)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -133,11 +133,9 @@ def test_stats_combine_is_exact():
 
 
 @pytest.fixture(scope="module")
-def faces64(tmp_path_factory) -> np.ndarray:
-    if not (DATA / "faces").is_dir():
-        pytest.skip(f"shared face data not found at {DATA}")
+def faces64(tmp_path_factory, face_data_root) -> np.ndarray:
     out = tmp_path_factory.mktemp("fid") / "heldout64"
-    build_face_dataset(out, res=64, split="heldout", data_root=DATA, limit=24, progress=False)
+    build_face_dataset(out, res=64, split="heldout", data_root=face_data_root, limit=24, progress=False)
     return np.load(out / "images.npy")  # 24 CelebA + 24 UTKFace
 
 
@@ -187,10 +185,8 @@ def test_fid_between_two_real_subsets_is_finite_and_above_self(faces64, base, ex
 
 
 @pytest.fixture(scope="module")
-def tiny_generator() -> Generator:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channels=channels_for(16, 64, 8))
-    return Generator(cfg).eval()
+def tiny_generator(make_generator) -> Generator:
+    return make_generator(16, z_dim=8, w_dim=8, channel_max=8)
 
 
 def test_generator_features_do_not_depend_on_batch_size(tiny_generator, extractor):
@@ -201,11 +197,9 @@ def test_generator_features_do_not_depend_on_batch_size(tiny_generator, extracto
 
 
 @pytest.fixture(scope="module")
-def faces16(tmp_path_factory) -> Path:
-    if not (DATA / "faces").is_dir():
-        pytest.skip(f"shared face data not found at {DATA}")
+def faces16(tmp_path_factory, face_data_root) -> Path:
     out = tmp_path_factory.mktemp("fid") / "train16"
-    build_face_dataset(out, res=16, split="train", data_root=DATA, limit=3, progress=False)
+    build_face_dataset(out, res=16, split="train", data_root=face_data_root, limit=3, progress=False)
     return out
 
 
@@ -214,6 +208,8 @@ def test_dataset_stats_are_cached_by_content(faces16, extractor, tmp_path, monke
     first = F.dataset_stats(faces16, extractor=extractor, progress=False)
     cached = list((tmp_path / "fid_stats").glob("*.npz"))
     assert first.n == 6 and len(cached) == 1
+    assert stat.S_IMODE(cached[0].stat().st_mode) == 0o644
+    assert [p.name for p in cached[0].parent.iterdir()] == [cached[0].name]  # no temporary file left
 
     def no_features(*args, **kwargs):
         raise AssertionError("statistics were recomputed instead of read from the cache")
@@ -223,7 +219,7 @@ def test_dataset_stats_are_cached_by_content(faces16, extractor, tmp_path, monke
     np.testing.assert_array_equal(again.sigma, first.sigma)
 
 
-def test_eval_fid_command(faces16, tiny_generator, tmp_path, monkeypatch, capsys):
+def test_eval_fid_command(faces16, tiny_generator, make_generator, tmp_path, monkeypatch, capsys):
     from stylegan_ops import data_cli
 
     monkeypatch.setenv("GANBRUSH_HOME", str(tmp_path))
@@ -234,30 +230,28 @@ def test_eval_fid_command(faces16, tiny_generator, tmp_path, monkeypatch, capsys
                               "--batch", "4", "--out", str(tmp_path / "fid.json")])
     assert args.func(args) == 0
     assert "FID " in capsys.readouterr().out and (tmp_path / "fid.json").is_file()
+    assert stat.S_IMODE((tmp_path / "fid.json").stat().st_mode) == 0o644
     with pytest.raises(FileExistsError, match="--force"):
         args.func(args)
 
-    G32 = Generator(GeneratorConfig(img_resolution=32, z_dim=8, w_dim=8, mapping_layers=2,
-                                    channels=channels_for(32, 64, 8)))
+    G32 = make_generator(32, z_dim=8, w_dim=8, channel_max=8)
     g32 = save_generator(G32, tmp_path / "g32.safetensors")
     bad = parser.parse_args(["eval", "fid", "--generator", str(g32), "--data", str(faces16), "--num", "4"])
     with pytest.raises(F.FIDError, match="--res 32"):
         bad.func(bad)
 
 
-def test_data_faces_command(tmp_path, capsys):
+def test_data_faces_command(tmp_path, capsys, face_data_root):
     from stylegan_ops import data_cli
 
-    if not (DATA / "faces").is_dir():
-        pytest.skip(f"shared face data not found at {DATA}")
     parser = argparse.ArgumentParser()
     data_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["data", "faces", "--out", str(tmp_path / "d"), "--res", "32", "--limit", "2",
-                              "--data-root", str(DATA)])
+                              "--data-root", str(face_data_root)])
     assert args.func(args) == 0
     assert "4 train faces at 32 px" in capsys.readouterr().out
     with pytest.raises(FileExistsError, match="--force"):
         args.func(args)
     forced = parser.parse_args([*map(str, ["data", "faces", "--out", tmp_path / "d", "--res", "32", "--limit", "1",
-                                           "--data-root", DATA, "--force"])])
+                                           "--data-root", face_data_root, "--force"])])
     assert forced.func(forced) == 0

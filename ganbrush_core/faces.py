@@ -1,10 +1,10 @@
-"""Face training data: the held-out split, a common framing for CelebA and UTKFace, a packed
-dataset on disk and a torch ``Dataset`` over it.
+"""Face data: the held-out split, a common framing for CelebA and UTKFace, the packed data set
+on disk (builder and the one reader) and a torch ``Dataset`` over it.
 
 Conventions: files on disk are uint8 HWC RGB (``images.npy`` is ``[N, H, W, 3]`` uint8); what the
 ``FaceDataset`` returns is float32 CHW RGB in [-1, 1].
 
-Split (DESIGN.md section 4): CelebA 009001-010000 and every UTKFace file whose 0-based index in
+Split: CelebA 009001-010000 and every UTKFace file whose 0-based index in
 sorted name order is divisible by 20 are held out for evaluation and never enter training.
 """
 
@@ -25,6 +25,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ganbrush_core.images import save_pil, uint8_to_float
+from ganbrush_core.io import atomic_path, refuse_overwrite, write_text
+from ganbrush_core.paths import data_root as default_data_root
+
 SOURCES = ("celeba", "utkface")
 SOURCE_DIRS = {"celeba": "celeba-10k", "utkface": "utkface"}
 SPLITS = ("train", "heldout")
@@ -42,14 +46,6 @@ META_FILE = "meta.json"
 # Where the data lives and which files belong to which split
 
 
-def default_data_root() -> Path:
-    """``$GANBRUSH_DATA`` if set, else ``../shared/data`` next to the repository checkout."""
-    env = os.environ.get("GANBRUSH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def _check_source(source: str) -> str:
     if source not in SOURCES:
         raise ValueError(f"unknown face source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -63,7 +59,7 @@ def source_dir(source: str, data_root: str | os.PathLike | None = None) -> Path:
 
 @lru_cache(maxsize=8)
 def _sorted_jpgs(directory: str) -> tuple[str, ...]:
-    # Plain sorted() of the names (code-point order) is the order DESIGN.md's UTKFace rule means.
+    # Plain sorted() of the names (code-point order) is the order the UTKFace held-out rule means.
     return tuple(sorted(n for n in os.listdir(directory) if n.lower().endswith(".jpg")))
 
 
@@ -76,7 +72,7 @@ def list_source_files(source: str, data_root: str | os.PathLike | None = None) -
 
 
 def is_held_out(source: str, name_or_index: str | int, data_root: str | os.PathLike | None = None) -> bool:
-    """Whether a face is reserved for evaluation (DESIGN.md section 4).
+    """Whether a face is reserved for evaluation (the split rule in the module docstring).
 
     CelebA: ``name_or_index`` is a file name (``"009001.jpg"``) or the image number (9001);
     numbers 9001-10000 are held out. UTKFace: a 0-based index in sorted name order, or a file
@@ -221,7 +217,7 @@ def held_out_faces(num: int | None, res: int, data_root: str | os.PathLike | Non
             raise ValueError(f"there are {len(picks)} held-out faces; ask for 1..{len(picks)}, not {num}")
         picks = picks[:num]
     faces = [frame_face(Image.open(source_dir(src, data_root) / name), src, res) for src, name in picks]
-    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return uint8_to_float(np.stack(faces))
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,8 +249,7 @@ def _refuse_non_empty(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not force:
-            raise FileExistsError(f"{out_dir} is not empty; pass --force to overwrite it")
+        refuse_overwrite(out_dir, force)
         for name in (IMAGES_FILE, META_FILE, "report.md", "contact_sheet.png"):
             (out_dir / name).unlink(missing_ok=True)
 
@@ -329,28 +324,26 @@ def build_face_dataset(out_dir: str | os.PathLike, res: int = 64, split: str = "
     if not jobs:
         raise ValueError(f"no {split} faces found for {', '.join(sources)}")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (IMAGES_FILE + ".partial")
-    # Written straight into a memory-mapped .npy, so a 128 px build never holds it all in RAM.
-    packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), res, res, 3))
-    # PIL releases the GIL while decoding and resampling, so threads use every core.
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        framed = pool.map(_load_and_frame, jobs, chunksize=64)
-        for i, img in enumerate(tqdm(framed, total=len(jobs), desc=f"faces {split} {res}px",
-                                     unit="img", disable=not progress)):
-            packed[i] = img
-    packed.flush()
-    del packed
-    os.replace(tmp, out_dir / IMAGES_FILE)
+    with atomic_path(out_dir / IMAGES_FILE) as tmp:
+        # Written straight into a memory-mapped .npy, so a 128 px build never holds it all in RAM.
+        packed = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(jobs), res, res, 3))
+        # PIL releases the GIL while decoding and resampling, so threads use every core.
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            framed = pool.map(_load_and_frame, jobs, chunksize=64)
+            for i, img in enumerate(tqdm(framed, total=len(jobs), desc=f"faces {split} {res}px",
+                                         unit="img", disable=not progress)):
+                packed[i] = img
+        packed.flush()
+        del packed
 
     meta = {"format": "ganbrush-faces", "version": FORMAT_VERSION, "res": res, "split": split,
             "sources": list(sources), "counts": counts, "total": len(files),
             "framing": {"margin": MARGIN, "shift": SHIFT}, "files": files}
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
 
     images = np.load(out_dir / IMAGES_FILE, mmap_mode="r")
     picks = _sheet_picks(files, per_source=64)
-    contact_sheet({s: np.asarray(images[idx]) for s, idx in picks.items()}).save(out_dir / "contact_sheet.png")
+    save_pil(contact_sheet({s: np.asarray(images[idx]) for s, idx in picks.items()}), out_dir / "contact_sheet.png")
     seconds = time.perf_counter() - start
     _write_report(out_dir, meta, seconds)
     return BuildResult(out_dir=out_dir, counts=counts, res=res, seconds=seconds)
@@ -363,53 +356,81 @@ def _write_report(out_dir: Path, meta: dict, seconds: float) -> None:
     lines += [f"| {s} | {n} |" for s, n in meta["counts"].items()]
     lines += [f"| total | {meta['total']} |", "",
               f"- resolution: {meta['res']}x{meta['res']} RGB, uint8, `{IMAGES_FILE}` [N, H, W, 3] ({size_mb:.1f} MiB)",
-              f"- split: `{meta['split']}` (DESIGN.md section 4: CelebA 009001-010000 and every 20th UTKFace file "
+              f"- split: `{meta['split']}` (CelebA 009001-010000 and every 20th UTKFace file "
               "in sorted name order are held out)",
               f"- framing: square of {MARGIN} x face size around the eyes-mouth midpoint (shift {SHIFT}); eye centre "
               "at (0.50, 0.28) of the side, eye distance 0.40 of the side, for both sources (measured on mean faces)",
               "- resize: PIL Lanczos; horizontal flips are applied at load time (`FaceDataset(xflip=True)`)",
               f"- build time: {seconds:.1f} s",
               "", "`contact_sheet.png`: random picks, one block per source, side by side.", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    write_text(out_dir / "report.md", "\n".join(lines))
 
 
 # --------------------------------------------------------------------------------------------
 # Reading it back
 
 
-def read_meta(path: str | os.PathLike) -> dict:
-    """``meta.json`` of a packed face directory (a clear error if ``path`` is not one)."""
+class FaceDataError(ValueError):
+    """A folder that is not a usable packed face data set; ``str()`` is one line saying what to do."""
+
+
+def read_packed_faces(path: str | os.PathLike, split: str | None = None) -> tuple[np.ndarray, dict]:
+    """The memory-mapped (read-only) uint8 ``[N, H, W, 3]`` array and ``meta.json`` of a packed
+    face folder written by :func:`build_face_dataset`, checked for consistency. With ``split``,
+    a folder of another split is refused (training readers pass ``"train"`` so held-out faces
+    never enter training)."""
     path = Path(path)
-    meta_file = path / META_FILE
-    if not (path / IMAGES_FILE).is_file() or not meta_file.is_file():
-        raise FileNotFoundError(f"{path}: not a packed face data set (no {IMAGES_FILE} + {META_FILE}); "
-                                "build one with `ganbrush data faces`")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != "ganbrush-faces":
-        raise ValueError(f"{meta_file}: not a ganbrush face data set")
-    return meta
+    images_file, meta_file = path / IMAGES_FILE, path / META_FILE
+    if not images_file.is_file() or not meta_file.is_file():
+        raise FaceDataError(f"{path}: not a packed face folder (needs {IMAGES_FILE} and {META_FILE}); build one with "
+                            "`ganbrush data faces --out DIR`")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise FaceDataError(f"{meta_file}: not valid JSON ({e.msg}); rebuild the folder") from e
+    if not isinstance(meta, dict) or "res" not in meta or "split" not in meta:
+        raise FaceDataError(f"{meta_file}: needs the keys 'res' and 'split'; rebuild the folder")
+    if meta.get("format", "ganbrush-faces") != "ganbrush-faces":
+        raise FaceDataError(f"{meta_file}: not a ganbrush face data set (format {meta.get('format')!r})")
+    if split is not None and meta["split"] != split:
+        raise FaceDataError(f"{path} holds the {meta['split']!r} split; training uses the {split} split only "
+                            f"(build it with `ganbrush data faces --split {split}`)")
+    try:
+        images = np.load(images_file, mmap_mode="r")
+    except ValueError as e:
+        raise FaceDataError(f"{images_file}: unreadable ({e}); rebuild the folder") from e
+    res = int(meta["res"])
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (res, res, 3) or len(images) == 0:
+        raise FaceDataError(f"{images_file}: expected uint8 [N, {res}, {res}, 3] with N > 0, got {images.dtype} "
+                            f"{list(images.shape)}; rebuild the folder")
+    return images, meta
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """``meta.json`` of a packed face folder (see :func:`read_packed_faces`)."""
+    return read_packed_faces(path)[1]
 
 
 def load_images(path: str | os.PathLike) -> np.ndarray:
     """The packed uint8 ``[N, H, W, 3]`` array, memory-mapped (read-only)."""
-    read_meta(path)
-    return np.load(Path(path) / IMAGES_FILE, mmap_mode="r")
+    return read_packed_faces(path)[0]
 
 
 class FaceDataset(Dataset):
     """Packed faces as float32 CHW RGB in [-1, 1], optionally mirrored left-right at random.
 
     The array is memory-mapped, and opened lazily in each process, so DataLoader workers share
-    the page cache instead of copying the data.
+    the page cache instead of copying the data. ``split`` (e.g. ``"train"``) refuses a folder of
+    another split. Subclasses override :meth:`__getitem__` and use :meth:`_array` and :meth:`draw_flip`.
     """
 
-    def __init__(self, path: str | os.PathLike, xflip: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, xflip: bool = False, split: str | None = None) -> None:
         self.path = Path(path)
-        self.meta = read_meta(self.path)
+        images, self.meta = read_packed_faces(self.path, split)
         self.res = int(self.meta["res"])
         self.xflip = xflip
         self._images: np.ndarray | None = None
-        self._len = len(self._array())
+        self._len = len(images)
 
     def _array(self) -> np.ndarray:
         if self._images is None:
@@ -424,14 +445,16 @@ class FaceDataset(Dataset):
         state["_images"] = None  # re-open the memory map in the worker
         return state
 
+    def draw_flip(self) -> bool:
+        """Whether to mirror the next sample: torch's RNG, which DataLoader seeds differently in
+        each worker (a numpy Generator copied into every worker would flip the same indices)."""
+        return self.xflip and bool(torch.rand(()) < 0.5)
+
     def __getitem__(self, index: int) -> torch.Tensor:
         img = self._array()[index]  # uint8 HWC
-        # torch's RNG, which DataLoader seeds differently in each worker (a numpy Generator
-        # copied into every worker would flip the same indices in all of them).
-        if self.xflip and bool(torch.rand(()) < 0.5):
+        if self.draw_flip():
             img = img[:, ::-1]
-        x = torch.from_numpy(np.ascontiguousarray(img).transpose(2, 0, 1).copy())
-        return x.to(torch.float32) / 127.5 - 1.0
+        return uint8_to_float(img)[0]
 
 
 def iter_batches(images: np.ndarray, batch_size: int) -> Iterable[np.ndarray]:

