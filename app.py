@@ -2,7 +2,9 @@
 
 Upload a photo -> pick one of the faces found -> invert it (live progress; or upload a saved
 ``.npz``) -> move the direction sliders -> paint a region to regenerate with EdgeConnect, look at
-and redraw its predicted edges -> download the photo with the edited face. Every step calls
+and redraw its predicted edges -> download the photo with the edited face, rendered at the
+photo's own resolution (the generator supplies only the change; a "generator" switch shows the
+generator's render pasted instead, for comparison). Every step calls
 :mod:`ganbrush_pipeline`; each browser session keeps its own state (``gr.State``), requests are
 queued, and a user error is shown as a one-line message while the app keeps serving.
 
@@ -33,11 +35,14 @@ from typing import Any  # noqa: E402
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import ganbrush_pipeline as pipe  # noqa: E402
+from ganbrush_core.images import to_uint8  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
 from inversion import METHODS, AlignedFace, Face, Inversion, load_photo  # noqa: E402
 from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
+from manipulate.transfer import Rendering  # noqa: E402
 from stylegan_ops import load_generator  # noqa: E402
 from stylegan_ops.networks import Generator  # noqa: E402
 
@@ -74,6 +79,8 @@ class Session:
     aligned: AlignedFace | None = None
     inversion: Inversion | None = None
     edited: np.ndarray | None = None  # the rendered edit, uint8 [r, r, 3]
+    reconstruction: torch.Tensor | None = None  # the inversion's render, float [1, 3, r, r] in [-1, 1]
+    edited_render: torch.Tensor | None = None  # the edit's render, float [1, 3, r, r] in [-1, 1]
     mask: np.ndarray | None = None  # bool [r, r] the edges were predicted for
     edges: np.ndarray | None = None  # float [r, r]
 
@@ -192,7 +199,7 @@ class App:
         return thumbs, gr.Dropdown(choices=choices, value=0), photo
 
     def invert(self, workspace: Workspace, face: int | None, method: str, steps: float,
-               progress: gr.Progress = PROGRESS) -> tuple:
+               rendering: str = Rendering.NATIVE.value, progress: gr.Progress = PROGRESS) -> tuple:
         session = self._need(workspace, "photo")
         aligned = pipe.align(session.photo, session.faces, int(face or 0), self.G)
 
@@ -200,22 +207,38 @@ class App:
             progress((step, total), desc=f"inverting ({method})", unit="steps")
 
         inv = pipe.invert_face(self.G, aligned, method, int(steps), report)
-        return self._inverted(workspace, session, aligned, inv, save=True)
+        return self._inverted(workspace, session, aligned, inv, save=True, rendering=rendering)
 
-    def load_inversion(self, workspace: Workspace, face: int | None, npz: str | None) -> tuple:
+    def load_inversion(self, workspace: Workspace, face: int | None, npz: str | None,
+                       rendering: str = Rendering.NATIVE.value) -> tuple:
         session = self._need(workspace, "photo")
         if not npz:
             raise AppInputError("choose an inversion .npz file to upload")
         aligned = pipe.align(session.photo, session.faces, int(face or 0), self.G)
-        return self._inverted(workspace, session, aligned, pipe.load_inversion(npz, self.G), save=False)
+        return self._inverted(workspace, session, aligned, pipe.load_inversion(npz, self.G), save=False,
+                              rendering=rendering)
+
+    @staticmethod
+    def _render(session: Session, rendering: str, face: np.ndarray | None = None,
+                mask: np.ndarray | None = None, edges: np.ndarray | None = None,
+                inpaint_method: str = InpaintMethod.EDGECONNECT.value) -> pipe.NativeRender:
+        """The photo with the session's edit (and ``mask`` regenerated), as ``rendering`` says:
+        ``generator`` pastes ``face`` (the generator-resolution face), the others render at the
+        photo's own resolution."""
+        if Rendering(rendering) is Rendering.GENERATOR:
+            return pipe.NativeRender(pipe.paste(session.photo, session.aligned, face), face, edges)
+        return pipe.render_native(session.photo, session.aligned, session.reconstruction, session.edited_render,
+                                  mask, edges, inpaint_method, rendering)
 
     def _inverted(self, workspace: Workspace, session: Session, aligned: AlignedFace, inv: Inversion,
-                  save: bool) -> tuple:
-        recon = pipe.edit_face(inv, self.G)
+                  save: bool, rendering: str = Rendering.NATIVE.value) -> tuple:
+        reconstruction, _ = pipe.render_edit(inv, self.G)
+        recon = to_uint8(reconstruction)[0]
         npz = gr.skip()
         if save:
             npz = str(inv.save(self._file(".npz").with_name("inversion.npz")))
-        new = dataclasses.replace(session, aligned=aligned, inversion=inv, edited=recon, mask=None, edges=None)
+        new = dataclasses.replace(session, aligned=aligned, inversion=inv, edited=recon, mask=None, edges=None,
+                                  reconstruction=reconstruction, edited_render=reconstruction)
         shown = [_enlarge(image, EDITOR_SIDE, cv2.INTER_CUBIC) for image in (aligned.image, recon)]
         if not workspace.commit(session, new):
             # Another photo was loaded while this one was being inverted: show (and offer for
@@ -223,18 +246,23 @@ class App:
             gr.Warning("another photo was loaded while inverting: the inversion shown is the old photo's; "
                        "invert again for the new one")
             return (*shown, npz, gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        pasted = pipe.paste(session.photo, aligned, recon)
+        pasted = self._render(new, rendering, recon).photo
         brush = {"background": _enlarge(recon, EDITOR_SIDE), "layers": [], "composite": None}
         return (*shown, npz, brush, None, pasted, self._save_png(pasted, "result"))
 
     def apply_edits(self, workspace: Workspace, restrict: bool, first: float, last: float,
-                    *strengths: float) -> tuple:
+                    *values: float | str) -> tuple:
+        """``values``: one strength per direction slider, then the rendering."""
+        *strengths, rendering = values
         session = self._need(workspace, "inversion")
-        edited = pipe.edit_face(session.inversion, self.G, self._edits(strengths), self._layers(restrict, first, last),
-                                self.directions)
-        pasted = pipe.paste(session.photo, session.aligned, edited)
+        reconstruction, edited_render = pipe.render_edit(session.inversion, self.G, self._edits(tuple(strengths)),
+                                                         self._layers(restrict, first, last), self.directions)
+        edited = to_uint8(edited_render)[0]
+        new = dataclasses.replace(session, edited=edited, mask=None, edges=None, reconstruction=reconstruction,
+                                  edited_render=edited_render)
+        pasted = self._render(new, str(rendering), edited).photo
         brush = {"background": _enlarge(edited, EDITOR_SIDE), "layers": [], "composite": None}
-        workspace.commit(session, dataclasses.replace(session, edited=edited, mask=None, edges=None))
+        workspace.commit(session, new)
         return brush, None, pasted, self._save_png(pasted, "result")
 
     def _mask(self, session: Session, brush: dict | None) -> np.ndarray:
@@ -252,7 +280,7 @@ class App:
         return editor
 
     def regenerate(self, workspace: Workspace, brush: dict | None, edges_value: dict | None,
-                   method: str) -> tuple:
+                   method: str, rendering: str = Rendering.NATIVE.value) -> tuple:
         session = self._need(workspace, "inversion")
         mask = self._mask(session, brush)
         edges = None
@@ -262,13 +290,19 @@ class App:
             if edges_value and edges_value.get("composite") is not None:
                 composite = np.asarray(edges_value["composite"])[..., :3].astype(np.float32).mean(axis=2) / 255
                 edges = (_shrink_to(composite, session.aligned.res) >= 0.5).astype(np.float32)
-        face, used = pipe.inpaint_face(session.edited, mask, edges, method)
-        pasted = pipe.paste(session.photo, session.aligned, face)
+        if Rendering(rendering) is Rendering.GENERATOR:
+            face, used = pipe.inpaint_face(session.edited, mask, edges, method)
+            pasted = pipe.paste(session.photo, session.aligned, face)
+        else:
+            native = self._render(session, rendering, mask=mask, edges=edges, inpaint_method=method)
+            pasted, face, used = native.photo, native.face, native.edges
+            face = session.edited if face is None else face
         editor = gr.skip() if used is None else {"background": _edges_image(used), "layers": [], "composite": None}
         return _enlarge(face, EDITOR_SIDE), editor, pasted, self._save_png(pasted, "result")
 
     def pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
-                 mask: str | None, inversion: str | None, progress: gr.Progress = PROGRESS) -> tuple:
+                 mask: str | None, inversion: str | None, rendering: str = Rendering.NATIVE.value,
+                 progress: gr.Progress = PROGRESS) -> tuple:
         if not photo:
             raise AppInputError("give a photo file")
         image = load_photo(photo, max_pixels=MAX_PIXELS)
@@ -279,7 +313,8 @@ class App:
 
         options = pipe.PipelineOptions(edits=plan, layers=parse_layers(layers.strip()) if layers.strip() else None,
                                        mask=pipe.read_mask_file(mask) if mask else None, face=int(face),
-                                       method=method, steps=int(steps), inversion=inversion or None)
+                                       method=method, steps=int(steps), inversion=inversion or None,
+                                       render=rendering)
         result = pipe.run_pipeline(image, options, self.G, report, directions=self.directions)
         npz = result.inversion.save(self._file(".npz").with_name("inversion.npz"))
         return result.photo, self._save_png(result.photo, "result"), str(npz)
@@ -339,6 +374,9 @@ class App:
                 edges_btn = gr.Button("Predict edges", elem_id="predict-edges")
                 regen_btn = gr.Button("Regenerate", variant="primary", elem_id="regenerate")
             gr.Markdown("## Result")
+            rendering = gr.Radio([r.value for r in Rendering], value=Rendering.NATIVE.value, elem_id="rendering",
+                                 label="Rendering (native: the photo keeps its own pixels and resolution, the "
+                                       "generator supplies the change; generator: its render pasted, for comparison)")
             with gr.Row():
                 original = gr.Image(label="Original", format="png", interactive=False, elem_id="original")
                 result = gr.Image(label="Result", format="png", interactive=False, elem_id="result")
@@ -354,6 +392,8 @@ class App:
                     p_method = gr.Radio(list(METHODS), value="w+", label="Method")
                     p_steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=MAX_STEPS, label="Steps")
                     p_layers = gr.Textbox(label="Layers (FIRST-LAST, empty = each direction's own)")
+                    p_rendering = gr.Radio([r.value for r in Rendering], value=Rendering.NATIVE.value,
+                                           label="Rendering")
                 p_btn = gr.Button("Run the pipeline")
                 with gr.Row():
                     p_out = gr.Image(label="Result", format="png", interactive=False)
@@ -364,18 +404,18 @@ class App:
             find_btn.click(_user_errors(self.find_faces), [state, photo_in, detector], [faces, face_pick, original],
                            api_name="find_faces")
             faces.select(_picked_face, None, face_pick, api_name=False)
-            invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps], face_outputs,
+            invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps, rendering], face_outputs,
                              api_name="invert")
-            npz.upload(_user_errors(self.load_inversion), [state, face_pick, npz], face_outputs,
+            npz.upload(_user_errors(self.load_inversion), [state, face_pick, npz, rendering], face_outputs,
                        api_name="load_inversion")
-            edit_btn.click(_user_errors(self.apply_edits), [state, restrict, first, last, *sliders],
+            edit_btn.click(_user_errors(self.apply_edits), [state, restrict, first, last, *sliders, rendering],
                            [brush, edges_ed, result, result_file], api_name="edit")
             edges_btn.click(_user_errors(self.predict_edges), [state, brush], [edges_ed],
                             api_name="predict_edges")
-            regen_btn.click(_user_errors(self.regenerate), [state, brush, edges_ed, inpaint_method],
+            regen_btn.click(_user_errors(self.regenerate), [state, brush, edges_ed, inpaint_method, rendering],
                             [regen_face, edges_ed, result, result_file], api_name="regenerate")
             p_btn.click(_user_errors(self.pipeline),
-                        [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv],
+                        [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv, p_rendering],
                         [p_out, p_file, p_npz], api_name="pipeline")
         return demo
 

@@ -2,8 +2,18 @@
 
 photo -> faces (dlib) -> one face aligned to the generator's framing -> inversion (or a saved
 ``.npz``) -> edits along named directions -> optional EdgeConnect regeneration of a masked region
--> the face pasted back into the photo. The Gradio app (``app.py``) calls only the step functions
-here, between user interactions; :func:`run_pipeline` chains them for the CLI and for Python.
+-> the result in the photo at the photo's own resolution.
+
+Rendering (:class:`~manipulate.transfer.Rendering`): by default (``native``) the generator only
+supplies the *change*: the edit is carried to the photo's own pixels as a flow + low-frequency
+residual (:mod:`manipulate.transfer`), and a regenerated region is filled at the generator's
+resolution, scaled up and given the photo's own fine detail by contextual residual aggregation
+(:mod:`inpainting.residual_aggregation`). Without an edit or a mask the photo comes back
+bit-identical; pixels outside what changed never change. ``generator`` pastes the generator's
+render scaled up (the behaviour before native rendering), for comparison.
+
+The Gradio app (``app.py``) calls only the step functions here, between user interactions;
+:func:`run_pipeline` chains them for the CLI and for Python.
 
 Conventions: photos and faces are uint8 ``[H, W, 3]`` RGB; masks are bool ``[H, W]`` with
 **True = region to regenerate** (mask files: white = regenerate); edge maps are float32
@@ -31,10 +41,12 @@ from ganbrush_core.io import refuse_overwrite
 from ganbrush_core.masks import read_mask
 from inpainting import Method as InpaintMethod
 from inpainting import inpaint, predict_edges
+from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
-from inversion.align import Detector
+from inversion.align import Detector, align_native, paste_inside
 from manipulate import Direction, Edit, LayerRange, available_directions, edit, parse_edit, parse_layers
 from manipulate.directions import sefa
+from manipulate.transfer import Rendering, transfer_edit
 from stylegan_ops import load_generator
 from stylegan_ops.networks import Generator
 
@@ -62,7 +74,8 @@ class PipelineOptions:
     replace EdgeConnect's prediction inside the mask. ``face``: index into the faces found,
     largest first. ``inversion``: a ready :class:`~inversion.Inversion` or its ``.npz`` (skips
     the optimisation; ``method``/``steps`` are then unused). ``directions_files``: extra
-    directions ``.npz`` files.
+    directions ``.npz`` files. ``render``: ``"native"`` (the photo's own pixels carry the change)
+    or ``"generator"`` / ``"residual"`` for comparison (see :class:`~manipulate.transfer.Rendering`).
     """
 
     edits: Sequence[Edit | str] = ()
@@ -78,14 +91,16 @@ class PipelineOptions:
     inpaint_method: str = InpaintMethod.EDGECONNECT.value
     directions_files: Sequence[str | os.PathLike] = ()
     seed: int = 0
+    render: Rendering | str = Rendering.NATIVE
 
 
 @dataclass
 class PipelineResult:
     """What :func:`run_pipeline` made. ``photo``: the final photo (uint8, the input's size);
     ``aligned``: the face as cut out; ``inversion``; ``edited``: the rendered edit (uint8
-    ``[r, r, 3]``); ``face``: the face that was pasted back (``edited`` after inpainting);
-    ``mask`` / ``edges``: bool and float ``[r, r]`` in the aligned frame (``None`` without a mask)."""
+    ``[r, r, 3]``); ``face``: the generator-resolution face after inpainting (``edited`` without a
+    mask; the ``generator`` rendering pastes it); ``mask`` / ``edges``: bool and float ``[r, r]``
+    in the aligned frame (``None`` without a mask); ``rendering``: how the result was rendered."""
 
     photo: np.ndarray
     aligned: AlignedFace
@@ -95,6 +110,7 @@ class PipelineResult:
     faces: list[Face] = field(default_factory=list)
     mask: np.ndarray | None = None
     edges: np.ndarray | None = None
+    rendering: Rendering = Rendering.NATIVE
 
 
 # -- steps --------------------------------------------------------------------------------------
@@ -141,16 +157,25 @@ def directions_for(G: Generator, files: Sequence[str | os.PathLike] = ()) -> dic
     return {d.name: d for d in sefa(G, FALLBACK_SEFA)}
 
 
+def render_edit(inversion: Inversion, G: Generator, edits: Sequence[Edit | str] = (),
+                layers: LayerRange | None = None, directions: Mapping[str, Direction] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reconstruction and the edit (``edits`` applied, their moves adding up; no edits: the
+    reconstruction again), both float ``[1, 3, r, r]`` in [-1, 1]."""
+    reconstruction = inversion.render(G)
+    plan = [parse_edit(e) if isinstance(e, str) else e for e in edits]
+    if not plan:
+        return reconstruction, reconstruction
+    result = edit(inversion, G, plan, layers=layers, directions=directions if directions is not None
+                  else directions_for(G))
+    return reconstruction, result.image
+
+
 def edit_face(inversion: Inversion, G: Generator, edits: Sequence[Edit | str] = (), layers: LayerRange | None = None,
               directions: Mapping[str, Direction] | None = None) -> np.ndarray:
     """Render the inversion with ``edits`` applied (their moves add up); no edits: the
     reconstruction. Returns uint8 ``[r, r, 3]``."""
-    plan = [parse_edit(e) if isinstance(e, str) else e for e in edits]
-    if not plan:
-        return to_uint8(inversion.render(G))[0]
-    result = edit(inversion, G, plan, layers=layers, directions=directions if directions is not None
-                  else directions_for(G))
-    return to_uint8(result.image)[0]
+    return to_uint8(render_edit(inversion, G, edits, layers, directions)[1])[0]
 
 
 def read_mask_file(path: str | os.PathLike) -> np.ndarray:
@@ -225,6 +250,69 @@ def paste(photo: np.ndarray, aligned: AlignedFace, face: np.ndarray, feather: fl
     return paste_back(photo, aligned, face, feather=feather)
 
 
+def photo_mask(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int, ...], aligned: AlignedFace
+               ) -> np.ndarray:
+    """The regenerated region in photo px (bool ``[H, W]``): a photo-sized mask as given, clipped
+    to the aligned square (the only part the pipeline regenerates); an aligned-sized one warped
+    out to the photo. Other sizes raise :class:`PipelineError`."""
+    m = read_mask_file(mask) if isinstance(mask, (str, os.PathLike)) else _as_bool_mask(mask)
+    h, w = photo_shape[:2]
+    photo_sized = m.shape == (h, w)
+    square = np.ones((aligned.res, aligned.res), np.float32) if photo_sized else \
+        mask_for_face(m, photo_shape, aligned).astype(np.float32)
+    # aligned px -> photo px is to_photo (linear: a cubic kernel would ring past the mask's edge).
+    inside = cv2.warpAffine(square, aligned.to_photo[:2], (w, h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT) >= 0.5
+    return inside & m if photo_sized else inside
+
+
+@dataclass
+class NativeRender:
+    """What :func:`render_native` made: ``photo`` (uint8, the input's size); ``face``: the
+    region inpainted at the generator's resolution (uint8 ``[r, r, 3]``, ``None`` without a mask);
+    ``edges``: the edge map EdgeConnect used there (float ``[r, r]``, else ``None``)."""
+
+    photo: np.ndarray
+    face: np.ndarray | None = None
+    edges: np.ndarray | None = None
+
+
+def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch.Tensor, edited: torch.Tensor,
+                  mask: np.ndarray | str | os.PathLike | None = None, edges: np.ndarray | None = None,
+                  inpaint_method: str = InpaintMethod.EDGECONNECT.value,
+                  rendering: Rendering | str = Rendering.NATIVE, feather: float = 0.1) -> NativeRender:
+    """The result at the photo's own resolution.
+
+    The change from ``reconstruction`` to ``edited`` (renders, float ``[1, 3, r, r]``) is carried to
+    the photo's pixels (:func:`~manipulate.transfer.transfer_edit`). With a ``mask`` (as
+    :func:`mask_for_face` takes it), that region of the edited photo is then regenerated: the
+    face's native crop is shrunk to ``r``, inpainted there (``inpaint_method``, ``edges`` as in
+    :func:`inpaint_face`) and scaled back up with the photo's own fine detail added
+    (:func:`~inpainting.residual_aggregation.inpaint_native`). Pixels that neither the edit nor
+    the mask touch are bit-identical to ``photo``.
+    """
+    out = transfer_edit(photo, aligned, reconstruction, edited, rendering, feather=feather)
+    if mask is None:
+        return NativeRender(out)
+    region = photo_mask(mask, photo.shape, aligned)
+    if not region.any():
+        return NativeRender(out)
+    native = align_native(out, aligned)
+    n = native.res
+    # The photo-px region in the native frame (native px -> photo px is native.to_photo).
+    hole = cv2.warpAffine(region.astype(np.float32), native.to_photo[:2], (n, n),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT) > 0
+    low: dict[str, np.ndarray | None] = {}
+
+    def inpaint_low(image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
+        user_edges = edges if edges is not None and np.shape(edges) == low_mask.shape else None
+        low["face"], low["edges"] = inpaint_face(image, low_mask, user_edges, inpaint_method)
+        return low["face"]
+
+    filled = inpaint_native(native.image, hole, inpaint_low, low_size=aligned.res)
+    return NativeRender(paste_inside(out, native, filled, region), low.get("face"), low.get("edges"))
+
+
 # -- the whole pipeline ------------------------------------------------------------------------------
 def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions(), G: Generator | None = None,
                  progress: ProgressFn | None = None, directions: Mapping[str, Direction] | None = None
@@ -243,12 +331,21 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
         inv = invert_face(G, aligned, options.method, options.steps, progress, options.seed)
     if directions is None and options.edits:
         directions = directions_for(G, options.directions_files)
-    edited = edit_face(inv, G, options.edits, layers, directions)
-    face, edges = edited, None
-    if mask is not None:
-        face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method)
-    return PipelineResult(photo=paste(photo, aligned, face, options.feather), aligned=aligned, inversion=inv,
-                          edited=edited, face=face, faces=faces, mask=mask, edges=edges)
+    reconstruction, edited_render = render_edit(inv, G, options.edits, layers, directions)
+    edited = to_uint8(edited_render)[0]
+    rendering = Rendering(options.render)
+    if rendering is Rendering.GENERATOR:
+        face, edges = edited, None
+        if mask is not None:
+            face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method)
+        result = paste(photo, aligned, face, options.feather)
+    else:
+        native = render_native(photo, aligned, reconstruction, edited_render, options.mask, options.edges,
+                               options.inpaint_method, rendering, options.feather)
+        result, edges = native.photo, native.edges
+        face = native.face if native.face is not None else edited
+    return PipelineResult(photo=result, aligned=aligned, inversion=inv, edited=edited, face=face, faces=faces,
+                          mask=mask, edges=edges, rendering=rendering)
 
 
 # -- CLI ------------------------------------------------------------------------------------------
@@ -278,6 +375,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inversion", default=None, metavar="FILE.npz", help="use this inversion instead of inverting")
     p.add_argument("--save-inversion", default=None, metavar="FILE.npz", help="also write the inversion here")
     p.add_argument("--feather", type=float, default=0.1, help="paste-back blend width, fraction of the face side")
+    p.add_argument("--render", default=Rendering.NATIVE.value, choices=[r.value for r in Rendering],
+                   help="native: the photo keeps its own pixels and resolution, the generator supplies the change "
+                        "(default); generator: paste the generator's render scaled up (for comparison)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=run_cli)
@@ -288,8 +388,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     from inversion import load_photo, save_photo
 
-    targets = [Path(args.out)] + ([Path(args.save_inversion)] if args.save_inversion else [])
-    refuse_overwrite(targets, args.force)
+    refuse_overwrite([args.out, args.save_inversion], args.force)
     if args.save_inversion and Path(args.save_inversion).suffix != ".npz":
         raise PipelineError(f"--save-inversion must end in .npz, got {args.save_inversion}")
     edits = [parse_edit(text) for text in args.edit]  # bad edits fail before the slow steps
@@ -299,7 +398,7 @@ def run_cli(args: argparse.Namespace) -> int:
                               mask=args.mask, face=args.face, detector=args.detector, method=args.method,
                               steps=args.steps, inversion=args.inversion, feather=args.feather,
                               inpaint_method=args.inpaint_method, directions_files=tuple(args.directions),
-                              seed=args.seed)
+                              seed=args.seed, render=args.render)
     with tqdm(desc=f"invert ({args.method})", unit="step", disable=args.inversion is not None) as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
             bar.total = total

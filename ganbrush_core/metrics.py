@@ -159,3 +159,16 @@ def lpips_model(net: Net = "vgg", device: str | torch.device = "cpu") -> LPIPS:
     check_net(net)
     return _cached_model(net, torch.device(device))
 
+
+def sharpness(image, mask=None) -> float:
+    """Variance of the Laplacian of ``image`` (uint8 ``[H, W, 3]`` RGB or ``[H, W]`` grey,
+    luminance 0..255): how much fine detail it holds. ``mask`` (bool ``[H, W]``) restricts it to a
+    region. Compare two images of the same content and size as a ratio."""
+    import cv2
+    import numpy as np
+
+    a = np.asarray(image)
+    grey = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) if a.ndim == 3 else a
+    lap = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)
+    values = lap if mask is None else lap[np.asarray(mask, dtype=bool)]
+    return float(values.var()) if values.size else float("nan")

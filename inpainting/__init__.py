@@ -25,6 +25,7 @@ from inpainting.networks import (
     InpaintGenerator,
     PatchDiscriminator,
 )
+from inpainting.residual_aggregation import inpaint_native, upscale_fill
 
 __all__ = [
     "METHODS",
@@ -42,6 +43,7 @@ __all__ = [
     "inpaint",
     "inpaint_biharmonic",
     "inpaint_edgeconnect",
+    "inpaint_native",
     "inpaint_ns",
     "inpaint_patchmatch",
     "inpaint_telea",
@@ -53,4 +55,5 @@ __all__ = [
     "save_edgeconnect",
     "save_generator",
     "to_gray",
+    "upscale_fill",
 ]

@@ -303,13 +303,31 @@ def align_face(photo: np.ndarray, face: Face, res: int, framing: Framing = "ganb
     return AlignedFace(image=out, quad=quad, res=res, framing=framing, face=face)
 
 
+#: The native crop's side is capped (a 50 MP photo's face may be several thousand px wide): it is
+#: a view for measuring and for region fills, not the path edits take to the photo.
+MAX_NATIVE_SIDE = 2048
+
+
+def native_res(aligned: AlignedFace, max_side: int = MAX_NATIVE_SIDE) -> int:
+    """The side (px) of ``aligned``'s square at the photo's own scale, at most ``max_side``."""
+    return int(max(4, min(max_side, round(aligned.scale * aligned.res))))
+
+
+def align_native(photo: np.ndarray, aligned: AlignedFace, max_side: int = MAX_NATIVE_SIDE) -> AlignedFace:
+    """The same square as ``aligned`` (same quad, so ``to_photo``/``from_photo`` relate the two
+    and the photo) cut out at the photo's own scale: uint8 ``[n, n, 3]`` with ``n`` =
+    :func:`native_res`. Where the face is larger than ``max_side``, it is shrunk to that."""
+    return align_face(photo, aligned.face, native_res(aligned, max_side), aligned.framing)
+
+
 def _smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
-def _paste_region(shape: tuple[int, ...], aligned: AlignedFace) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)``: the photo pixels the aligned square touches, or None if none."""
+def paste_region(shape: tuple[int, ...], aligned: AlignedFace) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` (half-open): the photo pixels the aligned square touches in a photo of
+    ``shape``, or None if none."""
     h, w = shape[:2]
     lo = np.floor(aligned.quad.min(0)).astype(int)
     hi = np.ceil(aligned.quad.max(0)).astype(int) + 1
@@ -317,8 +335,10 @@ def _paste_region(shape: tuple[int, ...], aligned: AlignedFace) -> tuple[int, in
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _region_mask(region: tuple[int, int, int, int], aligned: AlignedFace, feather: float) -> np.ndarray:
-    """float32 weights on ``region``: 1 well inside the square, 0 on and outside its edge."""
+def region_weights(region: tuple[int, int, int, int], aligned: AlignedFace, feather: float) -> np.ndarray:
+    """float32 ``[y1 - y0, x1 - x0]`` weights on the photo ``region`` ``(x0, y0, x1, y1)``: 1 well
+    inside the aligned square, a smooth ramp ``feather`` (fraction of the side) wide inside its
+    edge, exactly 0 on and outside it."""
     if not 0 < feather <= 0.5:
         raise ValueError(f"feather must be in (0, 0.5] (a fraction of the face side), got {feather}")
     x0, y0, x1, y1 = region
@@ -338,10 +358,10 @@ def paste_mask(shape: tuple[int, ...], aligned: AlignedFace, feather: float = 0.
     where :func:`paste_back` shows the face, 0 where it leaves the photo untouched, a smooth ramp
     ``feather`` (fraction of the face side) wide inside the edge of the aligned square."""
     mask = np.zeros(shape[:2], dtype=np.float32)
-    region = _paste_region(shape, aligned)
+    region = paste_region(shape, aligned)
     if region is not None:
         x0, y0, x1, y1 = region
-        mask[y0:y1, x0:x1] = _region_mask(region, aligned, feather)
+        mask[y0:y1, x0:x1] = region_weights(region, aligned, feather)
     return mask
 
 
@@ -357,11 +377,11 @@ def paste_back(photo: np.ndarray, aligned: AlignedFace, face_image: np.ndarray, 
         raise ValueError(f"face_image must be a square uint8 [r, r, 3] RGB image, got {face_image.dtype} "
                          f"{face_image.shape}")
     out = photo.copy()
-    region = _paste_region(photo.shape, aligned)
+    region = paste_region(photo.shape, aligned)
     if region is None:
         return out
     x0, y0, x1, y1 = region
-    weight = _region_mask(region, aligned, feather)
+    weight = region_weights(region, aligned, feather)
     r = face_image.shape[0]
     side = aligned.scale * aligned.res  # face side in photo px
     if r / side > _MAX_WARP_SHRINK:  # the face is smaller in the photo: shrink it first (antialias)
@@ -379,4 +399,30 @@ def paste_back(photo: np.ndarray, aligned: AlignedFace, face_image: np.ndarray, 
     blend = base + (warped.astype(np.float32) - base) * weight[..., None]
     out[y0:y1, x0:x1] = np.where(weight[..., None] > 0, np.clip(np.round(blend), 0, 255).astype(np.uint8),
                                  photo[y0:y1, x0:x1])
+    return out
+
+
+def paste_inside(photo: np.ndarray, aligned: AlignedFace, face_image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Put ``face_image`` (uint8 ``[r, r, 3]``, any ``r``, in ``aligned``'s frame) back into
+    ``photo`` exactly on ``region`` (bool ``[H, W]`` photo px, True = replace): no feathering,
+    so every pixel outside ``region`` is bit-identical to ``photo``. Used for regenerated regions,
+    whose fills already blend into their border."""
+    photo = _check_photo(photo)
+    region = np.asarray(region, dtype=bool)
+    if region.shape != photo.shape[:2]:
+        raise ValueError(f"region must be bool [H, W] of the photo's size {photo.shape[:2]}, got {region.shape}")
+    out = photo.copy()
+    rows, cols = np.nonzero(region.any(1))[0], np.nonzero(region.any(0))[0]
+    if rows.size == 0:
+        return out
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    r = face_image.shape[0]
+    aligned_to_face = np.array([[r / aligned.res, 0, 0.5 * r / aligned.res - 0.5],
+                                [0, r / aligned.res, 0.5 * r / aligned.res - 0.5], [0, 0, 1]])
+    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    warped = cv2.warpAffine(np.ascontiguousarray(face_image), (aligned_to_face @ aligned.from_photo @ shift)[:2],
+                            (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    inside = region[y0:y1, x0:x1]
+    out[y0:y1, x0:x1][inside] = warped[inside]
     return out

@@ -27,7 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--composite", action="store_true",
                    help="with --mask: paste the result into the unedited face so pixels outside the mask are exact")
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
-    p.add_argument("--out", required=True, help="output image (.png)")
+    p.add_argument("--out", required=True, help="output image (.png; with --photo any photo format)")
+    p.add_argument("--photo", default=None,
+                   help="the photo the inversion was made from: write that photo with the edit at its own resolution "
+                        "(the generator supplies only the change) instead of the generator's aligned face")
+    p.add_argument("--face", type=int, default=0, help="with --photo: which face was inverted, 0 = the largest")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"], help="with --photo: dlib face detector")
+    p.add_argument("--render", default="native", choices=["native", "residual", "generator"],
+                   help="with --photo: native (flow + residual onto the photo's pixels), residual (no flow) or "
+                        "generator (its render scaled up and pasted, for comparison)")
     p.add_argument("--save-latent", default=None, metavar="OUT.npz",
                    help="also write the edited latents as an inversion file (editable again)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -41,6 +49,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
     from ganbrush_core.images import image_grid, save_pil
     from ganbrush_core.io import refuse_overwrite
+    from inversion.photos import load_photo, save_photo
     from inversion.result import Inversion
     from manipulate.directions import parse_layers
     from manipulate.edit import available_directions, edit
@@ -54,6 +63,7 @@ def run_edit(args: argparse.Namespace) -> int:
         raise ValueError("--composite needs --mask (the region whose edit is pasted)")
     if args.local_steps < 0:
         raise ValueError(f"--local-steps must be at least 0, got {args.local_steps}")
+    photo = load_photo(args.photo) if args.photo else None  # a bad photo fails before the slow steps
     layers = parse_layers(args.layers) if args.layers else None
     G = load_generator(args.generator)
     inv = Inversion.load(args.inversion, G)
@@ -70,8 +80,14 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.composite:
             image = composite(inv.render(G), image, mask)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_pil(image_grid(image, ncols=len(image), pad=0), out)  # one face: the image itself; several: side by side
+    if photo is not None:
+        from manipulate.transfer import transfer_edit
+
+        aligned = face_of(photo, inv, G.img_resolution, args.face, args.detector)
+        save_photo(transfer_edit(photo, aligned, inv.render(G), image, args.render), out, force=args.force)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_pil(image_grid(image, ncols=len(image), pad=0), out)  # one face: the image itself; several: side by side
     written = [str(out)]
     if args.save_latent:
         edited = dataclasses.replace(inv, ws=ws.cpu(), reconstruction=image.cpu(), history=[], final_losses={})
@@ -79,3 +95,29 @@ def run_edit(args: argparse.Namespace) -> int:
     print(f"edited {args.inversion} along {args.direction} by {args.strength:+g}"
           f"{' inside the mask' if args.mask else ''}; wrote {', '.join(written)}")
     return 0
+
+
+#: Mean absolute difference (uint8 units) above which an aligned face is not the inversion's target.
+TARGET_MISMATCH = 8.0
+
+
+def face_of(photo, inv, res: int, index: int, detector: str):
+    """Face ``index`` of ``photo`` aligned at ``res``, checked against the inversion's target (when
+    the file keeps one) so that an edit is never carried onto another face."""
+    import numpy as np
+
+    from inversion.align import align_face, detect_faces
+
+    faces = detect_faces(photo, detector=detector)
+    if not 0 <= index < len(faces):
+        raise ValueError(f"--face {index} is out of range: {len(faces)} face(s) found, numbered 0..{len(faces) - 1}")
+    aligned = align_face(photo, faces[index], res)
+    if inv.target is not None:
+        from ganbrush_core.images import to_uint8
+
+        target = to_uint8(inv.target)[0].astype(np.float32)
+        diff = float(np.abs(target - aligned.image.astype(np.float32)).mean())
+        if target.shape == aligned.image.shape and diff > TARGET_MISMATCH:
+            raise ValueError(f"face {index} of this photo is not the face that was inverted (mean difference "
+                             f"{diff:.1f}/255); pass the photo and --face the inversion was made from")
+    return aligned

@@ -269,3 +269,71 @@ def test_detection_from_several_threads_at_once_gives_the_same_faces(photos, hog
     for faces in results:
         assert [f.box for f in faces] == [f.box for f in hog_faces["laos"]]
         np.testing.assert_array_equal(faces[0].landmarks, hog_faces["laos"][0].landmarks)
+
+
+# -- native-resolution crops and exact pastes (issue 16) ----------------------------------------------
+def test_align_native_cuts_the_same_square_at_the_photos_own_scale(photos, hog_faces):
+    from inversion.align import MAX_NATIVE_SIDE, align_native, native_res
+
+    photo = photos["model_face"]
+    aligned = align_face(photo, hog_faces["model_face"][0], 64)
+    side = round(aligned.scale * aligned.res)  # the square's side in photo px
+    assert 300 < side < MAX_NATIVE_SIDE
+    assert native_res(aligned) == side
+    native = align_native(photo, aligned)
+    assert native.res == side and native.image.shape == (side, side, 3) and native.image.dtype == np.uint8
+    np.testing.assert_array_equal(native.quad, aligned.quad)
+    assert native.framing == aligned.framing and native.face is aligned.face
+    assert native.scale == pytest.approx(1.0, abs=1.0 / side)  # one photo px per native px
+    # The same transform family: a native pixel lands where the aligned one at the same fraction does.
+    np.testing.assert_allclose(native.to_photo @ [side / 2 - 0.5, side / 2 - 0.5, 1],
+                               aligned.to_photo @ [31.5, 31.5, 1], atol=1e-6)
+    # Its content is the photo's, at full detail: shrunk to 64 px it is the 64 px alignment.
+    small = cv2.resize(native.image, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - aligned.image).mean() < 3
+    # Capped: a smaller max_side shrinks the crop, not the square.
+    capped = align_native(photo, aligned, max_side=200)
+    assert native_res(aligned, 200) == 200 and capped.res == 200 and capped.image.shape == (200, 200, 3)
+    np.testing.assert_array_equal(capped.quad, aligned.quad)
+    # A small face: native_res is round(scale * res) even when that is below the generator's res.
+    tiny = align_face(cv2.resize(photo, None, fx=0.05, fy=0.05, interpolation=cv2.INTER_AREA),
+                      Face(box=tuple(0.05 * np.array(aligned.face.box)), landmarks=(aligned.face.landmarks + 0.5)
+                           * 0.05 - 0.5, score=aligned.face.score), 64)
+    assert native_res(tiny) == max(4, round(tiny.scale * 64)) < 64
+
+
+def test_paste_inside_changes_only_the_region_and_exactly(photos, hog_faces):
+    from inversion.align import paste_inside
+
+    photo = photos["laos"]
+    aligned = align_face(photo, hog_faces["laos"][0], 64)
+    region = np.zeros(photo.shape[:2], bool)
+    cx, cy = (int(v) for v in hog_faces["laos"][0].landmarks[30])  # the nose tip
+    region[cy - 15:cy + 15, cx - 25:cx + 5] = True
+    region[cy + 20, cx - 30:cx + 30] = True  # a thin line: no feathering, no bleeding
+    green = np.zeros((50, 50, 3), np.uint8)  # any size: resampled into the aligned frame
+    green[..., 1] = 255
+    out = paste_inside(photo, aligned, green, region)
+    assert out.shape == photo.shape and out.dtype == np.uint8 and out is not photo
+    np.testing.assert_array_equal(out[~region], photo[~region])
+    assert (out[region] == [0, 255, 0]).all()
+    # The face image lands through the aligned frame: paste the aligned face itself back over the
+    # square and it reproduces the photo's content (blurred by the 64 px round trip).
+    inside = paste_mask(photo.shape, aligned) == 1
+    again = paste_inside(photo, aligned, aligned.image, inside)
+    np.testing.assert_array_equal(again[~inside], photo[~inside])
+    assert np.abs(again[inside].astype(int) - photo[inside]).mean() < 12
+    # An empty region returns a copy of the photo.
+    empty = paste_inside(photo, aligned, green, np.zeros(photo.shape[:2], bool))
+    assert empty is not photo and np.array_equal(empty, photo)
+
+
+def test_paste_inside_rejects_a_region_of_another_size(photos, hog_faces):
+    from inversion.align import paste_inside
+
+    photo = photos["laos"]
+    aligned = align_face(photo, hog_faces["laos"][0], 64)
+    with pytest.raises(ValueError, match="region must be bool"):
+        paste_inside(photo, aligned, aligned.image, np.ones((64, 64), bool))
+    with pytest.raises(ValueError, match="region must be bool"):
+        paste_inside(photo, aligned, aligned.image, np.ones(photo.shape[1::-1][:2], bool))  # (W, H)

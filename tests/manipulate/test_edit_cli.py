@@ -107,3 +107,45 @@ def test_an_inversion_of_another_generator_is_refused(files, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "invert the photo again with this generator" in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+# -- --photo: the edit at the photo's own resolution (issue 16) -------------------------------------
+@pytest.fixture(scope="module")
+def photo_inversion(tmp_path_factory, photos_dir):
+    """A few-step W+ inversion of laos.jpg's largest face with the shipped generator."""
+    from ganbrush_core.images import uint8_to_float
+    from inversion import align_face, detect_faces, invert, load_photo
+
+    G = load_generator("default")
+    photo = load_photo(photos_dir / "laos.jpg")
+    aligned = align_face(photo, detect_faces(photo)[0], G.img_resolution)
+    inv = invert(G, uint8_to_float(aligned.image), method="w+", steps=3)
+    return {"photo": photo, "aligned": aligned, "npz": inv.save(tmp_path_factory.mktemp("photo-edit") / "inv.npz")}
+
+
+def test_photo_edit_renders_at_the_photos_resolution(photo_inversion, photos_dir, tmp_path):
+    from inversion.align import paste_mask
+
+    out = tmp_path / "edited.png"
+    r = run(photo_inversion["npz"], "--direction", "smile", "--strength", 3, "--photo", photos_dir / "laos.jpg",
+            "--out", out)
+    assert r.returncode == 0, r.stderr
+    photo, result = photo_inversion["photo"], np.asarray(Image.open(out).convert("RGB"))
+    assert result.shape == photo.shape
+    assert (out.stat().st_mode & 0o777) == 0o644
+    outside = paste_mask(photo.shape, photo_inversion["aligned"]) == 0
+    np.testing.assert_array_equal(result[outside], photo[outside])
+    assert np.abs(result.astype(int) - photo).max() > 10  # the edit reached the face
+
+
+def test_photo_edit_of_zero_returns_the_photo_and_another_face_is_refused(photo_inversion, photos_dir, tmp_path):
+    out = tmp_path / "same.png"
+    r = run(photo_inversion["npz"], "--direction", "smile", "--strength", 0, "--photo", photos_dir / "laos.jpg",
+            "--out", out)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), photo_inversion["photo"])
+    wrong = tmp_path / "wrong.png"
+    r = run(photo_inversion["npz"], "--direction", "smile", "--strength", 3, "--photo",
+            photos_dir / "model_face.jpg", "--out", wrong)
+    assert r.returncode != 0 and not wrong.exists()
+    assert "not the face that was inverted" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -124,3 +124,99 @@ def test_cli_writes_the_photo_and_reuses_its_inversion(direction, tmp_path):
     bad = run_cli(src, "--edit", "smile", "--out", tmp_path / "other.png")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "NAME=STRENGTH" in bad.stderr
     assert not (tmp_path / "other.png").exists()
+
+
+# -- native-resolution rendering (issue 16): the photo keeps its own pixels -----------------------------
+def _native_crop(photo, aligned):
+    from inversion.align import align_native
+
+    return align_native(photo, aligned).image
+
+
+@pytest.fixture(scope="module")
+def inversion(edited):
+    """The inversion the module already made (STEPS steps of w+), reused so nothing inverts again."""
+    return edited.inversion
+
+
+@pytest.fixture(scope="module")
+def smile(G, photo, inversion):
+    """``smile=3`` rendered each way, from the same inversion."""
+    return {render: pipe.run_pipeline(photo, pipe.PipelineOptions(edits=("smile=3",), inversion=inversion,
+                                                                  render=render), G)
+            for render in ("native", "residual", "generator")}
+
+
+def test_no_edit_no_mask_returns_the_photo_bit_identical(G, photo, inversion):
+    result = pipe.run_pipeline(photo, pipe.PipelineOptions(inversion=inversion), G)
+    assert result.rendering is pipe.Rendering.NATIVE and result.mask is None
+    assert result.photo is not photo
+    np.testing.assert_array_equal(result.photo, photo)
+    np.testing.assert_array_equal(result.face, result.edited)  # the reconstruction, for display
+
+
+def test_native_edit_leaves_the_outside_bit_identical_and_keeps_the_photos_detail(photo, smile):
+    from ganbrush_core.metrics import sharpness
+    from inversion.align import paste_mask
+
+    before = sharpness(_native_crop(photo, smile["native"].aligned))
+    for render, result in smile.items():
+        assert result.rendering.value == render and result.photo.shape == photo.shape
+        outside = paste_mask(photo.shape, result.aligned) == 0
+        np.testing.assert_array_equal(result.photo[outside], photo[outside], err_msg=render)
+        assert (result.photo[~outside] != photo[~outside]).any(), render
+    ratio = {render: sharpness(_native_crop(result.photo, result.aligned)) / before for render, result in smile.items()}
+    assert ratio["native"] > 0.8 and ratio["residual"] > 0.8, ratio
+    assert ratio["generator"] < 0.5, ratio  # the 64 px render scaled up ~4x
+
+
+def test_native_edit_carries_the_generators_change(G, photo, smile):
+    """Seen at the generator's resolution, the native result changed the face the way the edit did."""
+    from inversion.align import align_face
+
+    native = smile["native"]
+    recon = pipe.edit_face(native.inversion, G).astype(np.float32)
+    wanted = native.edited.astype(np.float32) - recon
+    got = align_face(native.photo, native.aligned.face, native.aligned.res).image.astype(np.float32) \
+        - native.aligned.image
+    assert np.abs(wanted).mean() > 2
+    corr = float((wanted * got).sum() / np.sqrt((wanted**2).sum() * (got**2).sum()))
+    assert corr > 0.5, corr
+
+
+@pytest.mark.parametrize("size", ["aligned", "photo"])
+def test_mask_regenerates_only_its_region(G, photo, inversion, size):
+    if size == "aligned":
+        mask = np.zeros((64, 64), bool)
+        mask[36:52, 16:48] = True
+    else:
+        face = pipe.find_faces(photo)[0]
+        left, top, right, bottom = (int(v) for v in face.box)
+        mask = np.zeros(photo.shape[:2], bool)
+        mask[(top + bottom) // 2:bottom, left:(left + right) // 2] = True
+        mask[:20, :20] = True  # outside the face's square: never regenerated
+    result = pipe.run_pipeline(photo, pipe.PipelineOptions(mask=mask, inversion=inversion,
+                                                           inpaint_method="biharmonic"), G)
+    region = pipe.photo_mask(mask, photo.shape, result.aligned)
+    assert region.shape == photo.shape[:2] and region.any() and not region[:20, :20].any()
+    np.testing.assert_array_equal(result.photo[~region], photo[~region])
+    assert (result.photo[region] != photo[region]).any(-1).mean() > 0.5
+    assert result.mask is not None and result.mask.shape == (64, 64) and result.face.shape == (64, 64, 3)
+    # Photo pixels under the mask are filled at the photo's scale (the photo's own fine detail
+    # aggregated in), not with a 64 px fill scaled up as the generator rendering does.
+    from ganbrush_core.metrics import sharpness
+
+    scaled_up = pipe.run_pipeline(photo, pipe.PipelineOptions(mask=mask, inversion=inversion, render="generator",
+                                                              inpaint_method="biharmonic"), G)
+    native, generator = sharpness(result.photo, region), sharpness(scaled_up.photo, region)
+    assert native > 0.08 * sharpness(photo, region) and native > 3 * generator, (native, generator)
+
+
+def test_cli_render_generator_matches_the_python_call(G, photo, inversion, smile, tmp_path):
+    src = next(PHOTOS.glob("laos*"))
+    path = inversion.save(tmp_path / "inv.npz")
+    out = run_cli(src, "--render", "generator", "--edit", "smile=3", "--inversion", path, "--out", tmp_path / "g.png")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "g.png").convert("RGB")), smile["generator"].photo)
+    bad = run_cli(src, "--render", "pixels", "--inversion", path, "--out", tmp_path / "x.png")
+    assert bad.returncode != 0 and "--render" in bad.stderr and not (tmp_path / "x.png").exists()

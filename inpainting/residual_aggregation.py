@@ -1,0 +1,458 @@
+"""Regenerated regions at native resolution: contextual residual aggregation (the idea of HiFill,
+Yi et al., CVPR 2020, implemented from the paper's description).
+
+An inpainter fills the hole at low resolution (64 px for the shipped models) while the photo has
+0.3-50 MP. Upsampling the low fill alone leaves a blurry patch in a sharp photo. Here the missing
+high frequencies are borrowed from the photo itself:
+
+1. ``C``: the native photo with the hole replaced by ``up(low_fill)``; its high-pass residual
+   ``R = C - lowpass(C)`` (a Gaussian at the low resolution's scale) holds the detail the low
+   resolution cannot carry (the hole's own residual is close to 0: ``up(low_fill)`` is smooth, and
+   the hole's unknown content is never read).
+2. The frame is cut into square cells (``patch_grid`` along the longer side). Every cell is
+   described by its neighbourhood in the LOW-resolution completed image (``low_fill``), so the
+   hole cells are described by what the inpainter put there.
+3. Cells whose neighbourhood is (nearly) all known are sources. Each hole cell attends to its
+   ``top_k`` most similar sources (cosine similarity minus a small distance penalty, softmax
+   with ``temperature``).
+4. A hole cell's residual is the attention-weighted sum of the sources' native residual windows
+   (2x the cell, overlapping), rescaled to the sources' energy (averaging unrelated textures
+   cancels them), overlap-added with a variance-preserving window (Heitz & Neyret's
+   histogram-preserving blending for zero-mean signals), and added to ``up(low_fill)``.
+5. Within ~1.5 px of the hole's border the known pixels' own residual, spread inward, takes over
+   (thin strokes are mostly border). Pixels outside the hole are the input's, bit for bit.
+
+Conventions (edge-of-API, like files and the pipeline's faces): images are uint8 ``[H, W, 3]`` RGB;
+masks bool ``[H, W]`` with **True = hole** (regenerate), the polarity of every ganbrush mask.
+Memory is O(H * W): about 40 bytes per pixel at most (455 MB peak at 12 MP with a 47 % hole);
+the attention matrix lives on the cell grid (at most ``patch_grid**2`` squared entries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from scipy import sparse
+
+from ganbrush_core.images import uint8_to_float
+
+__all__ = ["LowInpainter", "downsample_with_mask", "inpaint_native", "low_size_for", "method_inpainter", "upsample",
+           "upsample_plain", "upscale_fill"]
+
+# (uint8 [h, w, 3] RGB, bool [h, w] True = hole) -> completed uint8 or float [h, w, 3] in 0..255.
+LowInpainter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+# A low fill whose aspect ratio differs more than this from the photo's is a caller's mistake.
+_ASPECT_TOLERANCE = 0.05
+# The residual's low-pass: a Gaussian of this many LOW pixels (gain 0.45 at the low Nyquist limit,
+# about what bicubic upsampling of an area-downsampled image keeps there), applied at up to
+# _MID_FACTOR x the low resolution.
+_LOWPASS_SIGMA = 0.42
+_MID_FACTOR = 4
+# Rows per strip when the native residual is computed (bounds the temporaries).
+_STRIP_ROWS = 512
+
+
+# -- input checks -------------------------------------------------------------------------------------
+def _check_image_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask as a bool array, after checking both; raises ``ValueError`` with what to do."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 [H, W, 3] RGB, got {image.dtype} {list(image.shape)}")
+    m = np.asarray(mask)
+    if m.shape != image.shape[:2]:
+        raise ValueError(f"mask is {list(m.shape)} but the image is {list(image.shape[:2])}")
+    if m.dtype != bool:
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError("mask must be bool (True = hole) or 0/1")
+        m = m.astype(bool)
+    return np.ascontiguousarray(m)
+
+
+def _check_inputs(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = _check_image_mask(image, mask)
+    low = np.asarray(low_fill)
+    if low.ndim != 3 or low.shape[2] != 3:
+        raise ValueError(f"low_fill must be [h, w, 3] RGB, got {list(low.shape)}")
+    h, w = low.shape[:2]
+    H, W = image.shape[:2]
+    if h > H or w > W or h < 1 or w < 1:
+        raise ValueError(f"low_fill ({w}x{h}) must not be larger than the image ({W}x{H})")
+    if abs((w / h) / (W / H) - 1) > _ASPECT_TOLERANCE and abs(w - W * h / H) > 1:
+        raise ValueError(f"low_fill is {w}x{h} but the image is {W}x{H}: the low fill must show the same frame")
+    if low.dtype == np.uint8:
+        low = low.astype(np.float32)
+    elif np.issubdtype(low.dtype, np.floating):
+        low = low.astype(np.float32)
+        if low.min(initial=0) < -0.5 or low.max(initial=0) > 255.5:
+            raise ValueError("a float low_fill must use the uint8 scale 0..255 (convert [-1, 1] with (x + 1) * 127.5)")
+    else:
+        raise ValueError(f"low_fill must be uint8 or float in 0..255, got {low.dtype}")
+    return m, np.ascontiguousarray(low)
+
+
+# -- resampling ---------------------------------------------------------------------------------------
+def _cubic_weights(n_in: int, n_out: int) -> sparse.csr_matrix:
+    """``[n_out, n_in]`` sparse bicubic interpolation (Keys, a = -0.5, as PIL's BICUBIC) with pixel
+    centres aligned like ``cv2.resize`` (half-pixel) and replicated borders; 4 taps per row.
+
+    Exact in float: OpenCV's warp/remap quantise positions to 1/32 px, which at 60x upsampling
+    would leave 2-px steps in smooth fills."""
+    a = -0.5
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    base = np.floor(src).astype(np.int64)
+    taps = base[:, None] + np.arange(-1, 3)[None, :]
+    t = np.abs(src[:, None] - taps)
+    w = np.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1,
+                 np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
+    rows = np.repeat(np.arange(n_out), 4)
+    cols = np.clip(taps, 0, n_in - 1).reshape(-1)
+    return sparse.csr_matrix((w.reshape(-1).astype(np.float32), (rows, cols)), shape=(n_out, n_in))
+
+
+class _Upsampler:
+    """Regions of the bicubic upsampling of ``low`` (float32 ``[h, w, C]``) to ``(H, W)``. Computing
+    only a region keeps memory bounded: a hole in a 50 MP photo never needs the whole frame."""
+
+    def __init__(self, low: np.ndarray, full: tuple[int, int]) -> None:
+        self.low = low.reshape(low.shape[0], low.shape[1], -1).astype(np.float32)
+        self.ky = _cubic_weights(low.shape[0], full[0])
+        self.kx = _cubic_weights(low.shape[1], full[1])
+
+    def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        h, w, c = self.low.shape
+        ky, kx = self.ky[rows[0]:rows[1]], self.kx[cols[0]:cols[1]]
+        tmp = (ky @ self.low.reshape(h, w * c)).reshape(-1, w, c)  # [rows, w, C]
+        n = tmp.shape[0]
+        out = kx @ tmp.transpose(1, 0, 2).reshape(w, n * c)  # [cols, rows * C]
+        return np.ascontiguousarray(out.reshape(-1, n, c).transpose(1, 0, 2), dtype=np.float32)
+
+
+def upsample(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float32 ``[H, W, C]``: the bicubic upsampling of ``low`` ``[h, w, C]`` to ``size`` ``(H, W)``
+    that :func:`upscale_fill` uses for its base."""
+    return _Upsampler(np.asarray(low, dtype=np.float32), size).region((0, size[0]), (0, size[1]))
+
+
+def upsample_plain(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray) -> np.ndarray:
+    """The baseline without residual aggregation: ``image`` outside ``mask``, the bicubic upsampling
+    of ``low_fill`` inside (same conventions as :func:`upscale_fill`)."""
+    hole, low = _check_inputs(image, mask, low_fill)
+    out = image.copy()
+    if hole.any():
+        ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+        rows, cols = (int(ys[0]), int(ys[-1]) + 1), (int(xs[0]), int(xs[-1]) + 1)
+        region = _Upsampler(low, image.shape[:2]).region(rows, cols)
+        inside = hole[rows[0]:rows[1], cols[0]:cols[1]]
+        out[rows[0]:rows[1], cols[0]:cols[1]][inside] = np.clip(np.rint(region[inside]), 0, 255).astype(np.uint8)
+    return out
+
+
+# -- the cell grid --------------------------------------------------------------------------------------
+def _window_kernel(cell: int) -> np.ndarray:
+    """1-D weights over a window of 2 cells for windows at a stride of one cell.
+
+    sin^2 windows at this stride sum to 1; dividing by sqrt(sum of squares) instead makes the sum of
+    two unrelated zero-mean residuals keep their variance (a plain cross-fade halves it mid-way)."""
+    u = np.arange(2 * cell, dtype=np.float64)
+    w = np.sin(np.pi * (u + 0.5) / (2 * cell)) ** 2
+    partner = np.roll(w, cell)  # the overlapping neighbour's weight at the same pixel
+    return (w / np.sqrt(w**2 + partner**2)).astype(np.float32)
+
+
+def _cell_layout(n: int, cell: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of length ``n``: nominal window starts (cell i's window is 2 cells centred on
+    the cell), canonical source windows (the nominal one shifted inside the frame) and their size."""
+    starts = np.arange(count) * cell - cell // 2
+    size = min(2 * cell, n)
+    canonical = np.clip(starts, 0, n - size)
+    return starts, canonical, np.full(count, size)
+
+
+def _known_fraction(mask: np.ndarray, canon_y: np.ndarray, canon_x: np.ndarray, size_y: int, size_x: int
+                    ) -> np.ndarray:
+    """Fraction of known pixels in every canonical source window, from an integral image."""
+    ii = cv2.integral(mask.view(np.uint8))  # [H+1, W+1] counts of hole pixels
+    y0, x0 = canon_y[:, None], canon_x[None, :]
+    holes = ii[y0 + size_y, x0 + size_x] - ii[y0, x0 + size_x] - ii[y0 + size_y, x0] + ii[y0, x0]
+    return 1.0 - holes / float(size_y * size_x)
+
+
+def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, nx: int, samples: int) -> np.ndarray:
+    """``[ny * nx, samples * samples * 3]`` descriptors: each cell's 2-cell neighbourhood sampled on
+    a ``samples`` grid of the low-resolution completed image, centred on the image's mean colour
+    and L2-normalised (so a dot product is the cosine similarity: colour and structure both count)."""
+    h, w = low.shape[:2]
+    H, W = full
+
+    def coords(n_cells: int, n: int, scale: float) -> np.ndarray:
+        centres = (np.arange(n_cells) * cell + np.minimum(np.arange(1, n_cells + 1) * cell, n)) / 2
+        offsets = (np.arange(samples) + 0.5) * (2 * cell / samples) - cell
+        native = centres[:, None] + offsets[None, :]
+        return ((native * scale) - 0.5).astype(np.float32)  # native edge coordinate -> low pixel centre
+
+    ys = coords(ny, H, h / H).reshape(-1)
+    xs = coords(nx, W, w / W).reshape(-1)
+    map_x = np.broadcast_to(xs[None, :], (ys.size, xs.size)).copy()
+    map_y = np.broadcast_to(ys[:, None], (ys.size, xs.size)).copy()
+    sampled = cv2.remap(low, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    feats = sampled.reshape(ny, samples, nx, samples, 3).transpose(0, 2, 1, 3, 4).reshape(ny * nx, -1)
+    feats = feats - np.tile(low.reshape(-1, 3).mean(0), samples * samples)[None, :]
+    norm = np.linalg.norm(feats, axis=1, keepdims=True)
+    return feats / np.maximum(norm, 1e-6)
+
+
+def _native_residual(image: np.ndarray, mask: np.ndarray, base: np.ndarray, bbox: tuple[int, int, int, int],
+                     low_shape: tuple[int, int]) -> np.ndarray:
+    """float32 ``[H, W, 3]`` high-pass residual ``C - lowpass(C)`` of the photo with its hole
+    replaced by the upsampled fill (``base`` covers ``bbox``), so the hole's unknown content never
+    leaks into the residual of the known pixels next to it."""
+    H, W = image.shape[:2]
+    y0, y1, x0, x1 = bbox
+    completed = image.astype(np.float32)
+    region = completed[y0:y1, x0:x1]
+    hole = mask[y0:y1, x0:x1]
+    region[hole] = base[hole]
+    # Low-pass on a shift-invariant Gaussian, not down-then-up to the low grid: down/up residuals
+    # carry a pattern locked to the low pixel grid (period H / h), which shows as a mesh once a
+    # residual is moved to a window at another phase. Blurring at up to 4x the low resolution keeps
+    # it cheap on large frames; the remaining grid there is 4x finer and already blurred away.
+    mid = (min(H, _MID_FACTOR * low_shape[0]), min(W, _MID_FACTOR * low_shape[1]))
+    small = completed if mid == (H, W) else cv2.resize(completed, (mid[1], mid[0]), interpolation=cv2.INTER_AREA)
+    sigma = (_LOWPASS_SIGMA * mid[0] / low_shape[0], _LOWPASS_SIGMA * mid[1] / low_shape[1])
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REFLECT)
+    if mid == (H, W):
+        completed -= small
+        return completed
+    up = _Upsampler(small, (H, W))
+    for r in range(0, H, _STRIP_ROWS):
+        r1 = min(r + _STRIP_ROWS, H)
+        completed[r:r1] -= up.region((r, r1), (0, W))
+    return completed  # now the residual, in place
+
+
+# -- the public functions -------------------------------------------------------------------------------
+def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, patch_grid: int = 32,
+                 top_k: int = 4, temperature: float = 0.02, min_known: float = 0.95, samples: int = 6,
+                 max_gain: float = 2.0, border_sigma: float = 1.5,
+                 distance_weight: float = 0.25) -> np.ndarray:
+    """Render a low-resolution fill at the photo's resolution with the photo's own fine detail.
+
+    ``image``: uint8 ``[H, W, 3]`` RGB at native resolution; what lies under the hole is never read.
+    ``mask``: bool ``[H, W]``, **True = hole** (0/1 integers are accepted).
+    ``low_fill``: ``[h, w, 3]`` RGB, uint8 or float on the uint8 scale 0..255: the completed image
+    of the same frame at low resolution (``h <= H``, ``w <= W``, same aspect ratio), e.g. an
+    inpainter's output on the image downsampled so that every low pixel touching the hole is a hole.
+
+    Returns uint8 ``[H, W, 3]``: ``image`` bit-identical outside ``mask``; inside it, the bicubic
+    upsampling of ``low_fill`` plus high-frequency residual aggregated from the known regions.
+    An empty mask returns a copy of ``image``; a frame without known cells to borrow detail from
+    (e.g. a mask over everything) gets the upsampled fill alone.
+
+    ``patch_grid``: cells along the longer side (the attention matrix is at most ``patch_grid**2``
+    squared). ``top_k`` sources per hole cell, weighted by ``softmax(cosine / temperature)``.
+    ``min_known``: the known fraction a cell's 2-cell window needs to serve as a source.
+    ``samples``: descriptor samples per axis of a cell's window in the low fill. ``max_gain``: cap
+    of the energy correction applied when several sources are averaged (1 disables it).
+    ``distance_weight``: similarity subtracted per frame side of distance between a hole cell and
+    a source (0: position does not matter).
+    ``border_sigma`` (native px, 0 disables): right at the hole's border the known pixels' own
+    residual, spread inward by a normalised Gaussian, takes over from the borrowed one, so lines and
+    texture crossing the border continue (most of a thin stroke's pixels are such border pixels).
+    """
+    hole, low = _check_inputs(image, mask, low_fill)
+    out = image.copy()
+    if not hole.any():
+        return out
+    H, W = image.shape[:2]
+    ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+
+    cell = max(1, math.ceil(max(H, W) / patch_grid))
+    ny, nx = math.ceil(H / cell), math.ceil(W / cell)
+    start_y, canon_y, size_y = _cell_layout(H, cell, ny)
+    start_x, canon_x, size_x = _cell_layout(W, cell, nx)
+
+    # Target cells: every cell with a hole pixel, dilated by one so that each hole pixel is covered
+    # by all the windows that overlap it (otherwise the blend would fade the residual near cell edges).
+    hole_cells = _cells_touching(hole, cell, ny, nx)
+    targets = cv2.dilate(hole_cells.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    ty, tx = np.nonzero(targets)
+
+    # Accumulate into the base fill over the targets' windows (which cover the hole).
+    by0, by1 = int(max(0, start_y[ty].min())), int(min(H, start_y[ty].max() + 2 * cell))
+    bx0, bx1 = int(max(0, start_x[tx].min())), int(min(W, start_x[tx].max() + 2 * cell))
+    by0, by1 = min(by0, int(ys[0])), max(by1, int(ys[-1]) + 1)
+    bx0, bx1 = min(bx0, int(xs[0])), max(bx1, int(xs[-1]) + 1)
+    up = _Upsampler(low, (H, W))
+    acc = up.region((by0, by1), (bx0, bx1))
+
+    known = _known_fraction(hole, canon_y, canon_x, int(size_y[0]), int(size_x[0]))
+    source_ids = np.flatnonzero(known.reshape(-1) >= min_known)
+    if source_ids.size:
+        residual = _native_residual(image, hole, acc, (by0, by1, bx0, bx1), low.shape[:2])
+        feats = _cell_features(low, (H, W), cell, ny, nx, samples)
+        target_ids = ty * nx + tx
+        sims = feats[target_ids] @ feats[source_ids].T  # [targets, sources] cosine similarities
+        if distance_weight > 0:
+            # Prefer nearby sources: texture varies over a face, and neighbouring hole cells then
+            # borrow from different places instead of tiling one source over and over.
+            dy = (ty[:, None] - source_ids[None, :] // nx) / max(ny, nx)
+            dx = (tx[:, None] - source_ids[None, :] % nx) / max(ny, nx)
+            sims = sims - distance_weight * np.sqrt(dy**2 + dx**2)
+        sims[target_ids[:, None] == source_ids[None, :]] = -np.inf  # a cell never copies itself
+        k = min(top_k, source_ids.size)
+        kernel_y, kernel_x = _window_kernel(cell), _window_kernel(cell)
+        energy_cache: dict[int, float] = {}
+        for t, (cy, cx) in enumerate(zip(ty, tx)):
+            row = sims[t]
+            if not np.isfinite(row).any():
+                continue
+            top = np.argpartition(-row, k - 1)[:k] if k < row.size else np.arange(row.size)
+            top = top[np.isfinite(row[top])]
+            logits = row[top] / temperature
+            weights = np.exp(logits - logits.max())
+            weights /= weights.sum()
+            # The target window, clipped to the frame.
+            ay, ax = int(start_y[cy]), int(start_x[cx])
+            ly, hy = max(ay, 0), min(ay + 2 * cell, H)
+            lx, hx = max(ax, 0), min(ax + 2 * cell, W)
+            agg = np.zeros((hy - ly, hx - lx, 3), np.float32)
+            energy = 0.0
+            for s, wgt in zip(source_ids[top], weights):
+                sy, sx = divmod(int(s), nx)
+                patch = _source_patch(residual, (int(start_y[sy]), int(start_x[sx])),
+                                      (int(canon_y[sy]), int(canon_x[sx])), (int(size_y[0]), int(size_x[0])),
+                                      (ly - ay, lx - ax), (hy - ly, hx - lx))
+                agg += wgt * patch
+                if s not in energy_cache:
+                    energy_cache[int(s)] = float(np.mean(patch.astype(np.float64) ** 2))
+                energy += wgt * energy_cache[int(s)]
+            # Averaging unrelated residuals cancels them; give back the sources' energy (capped,
+            # since coherent sources do not cancel and must not be amplified).
+            actual = float(np.mean(agg.astype(np.float64) ** 2))
+            gain = min(max_gain, math.sqrt(energy / actual)) if actual > 1e-12 else 1.0
+            gain = max(gain, 1.0)
+            win = kernel_y[ly - ay:hy - ay, None] * kernel_x[None, lx - ax:hx - ax]
+            acc[ly - by0:hy - by0, lx - bx0:hx - bx0] += (gain * win)[..., None] * agg
+        if border_sigma > 0:
+            _continue_border_residual(acc, residual, hole, up, (by0, by1, bx0, bx1), border_sigma)
+        del residual
+    region = out[by0:by1, bx0:bx1]
+    inside = hole[by0:by1, bx0:bx1]
+    region[inside] = np.clip(np.rint(acc[inside]), 0, 255).astype(np.uint8)
+    return out
+
+
+def _continue_border_residual(acc: np.ndarray, residual: np.ndarray, hole: np.ndarray, up: _Upsampler,
+                              bbox: tuple[int, int, int, int], sigma: float) -> None:
+    """In place on ``acc`` (base + aggregated residual over ``bbox``): near the hole's border, blend
+    the aggregated residual towards the known residual next to it (normalised convolution).
+
+    Weight ``rho = min(1, 2 * local known density)``: about 0.6 one pixel into the hole, 0 a few
+    sigmas in. Row strips with a margin keep the temporaries small on large frames."""
+    H, W = hole.shape
+    y0, y1, x0, x1 = bbox
+    margin = int(math.ceil(4 * sigma)) + 1
+    for r0 in range(y0, y1, _STRIP_ROWS):
+        r1 = min(r0 + _STRIP_ROWS, y1)
+        e0, e1 = max(0, r0 - margin), min(H, r1 + margin)
+        c0, c1 = max(0, x0 - margin), min(W, x1 + margin)
+        known = (~hole[e0:e1, c0:c1]).astype(np.float32)
+        den = cv2.GaussianBlur(known, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        num = cv2.GaussianBlur(residual[e0:e1, c0:c1] * known[..., None], (0, 0), sigma,
+                               borderType=cv2.BORDER_REPLICATE)
+        sl = (slice(r0 - e0, r1 - e0), slice(x0 - c0, x1 - c0))
+        den, num = den[sl], num[sl]
+        inside = hole[r0:r1, x0:x1] & (den > 1e-4)
+        if not inside.any():
+            continue
+        rho = np.minimum(1.0, 2.0 * den[inside])[:, None]
+        continued = num[inside] / den[inside][:, None]
+        strip = acc[r0 - y0:r1 - y0]
+        base = up.region((r0, r1), (x0, x1))[inside]
+        strip[inside] = base + rho * continued + (1 - rho) * (strip[inside] - base)
+
+
+def _cells_touching(hole: np.ndarray, cell: int, ny: int, nx: int) -> np.ndarray:
+    """bool ``[ny, nx]``: cells that hold at least one hole pixel (exact, via an integral image)."""
+    H, W = hole.shape
+    ii = cv2.integral(hole.view(np.uint8))
+    y = np.minimum(np.arange(ny + 1) * cell, H)
+    x = np.minimum(np.arange(nx + 1) * cell, W)
+    counts = ii[y[1:, None], x[None, 1:]] - ii[y[:-1, None], x[None, 1:]] - ii[y[1:, None], x[None, :-1]] \
+        + ii[y[:-1, None], x[None, :-1]]
+    return counts > 0
+
+
+def _source_patch(residual: np.ndarray, nominal: tuple[int, int], canonical: tuple[int, int],
+                  size: tuple[int, int], offset: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The part of a source's residual window that lines up with a (possibly clipped) target
+    window: ``offset`` into the nominal window, shifted to stay inside the canonical one."""
+    out = []
+    for nom, can, sz, off, n in zip(nominal, canonical, size, offset, shape):
+        start = min(max(nom + off, can), can + sz - n)
+        out.append(slice(start, start + n))
+    return residual[out[0], out[1]]
+
+
+def low_size_for(shape: tuple[int, int], low_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the low-resolution frame: the longer side ``low_size``, the aspect kept."""
+    H, W = shape
+    s = min(1.0, low_size / max(H, W))
+    return max(1, round(H * s)), max(1, round(W * s))
+
+
+def downsample_with_mask(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, int]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Area-downsample ``image`` (uint8 ``[H, W, 3]``) and ``mask`` (bool, True = hole) to
+    ``low_shape`` ``(h, w)``: every low pixel whose footprint touches the hole is a hole, so the
+    inpainter never sees the native hole's content."""
+    h, w = low_shape
+    low = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    low_mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 1e-6
+    return low, low_mask
+
+
+def inpaint_native(image: np.ndarray, mask: np.ndarray, inpainter: LowInpainter, *, low_size: int = 64,
+                   **kwargs) -> np.ndarray:
+    """Inpaint a native-resolution ``image`` (uint8 ``[H, W, 3]``) where ``mask`` (bool ``[H, W]``,
+    True = hole) with an inpainter that runs at low resolution.
+
+    The frame is area-downsampled so its longer side is ``low_size`` (every low pixel touching the
+    hole becomes a hole), ``inpainter(low_image, low_mask)`` completes it (uint8 ``[h, w, 3]`` in,
+    uint8 or 0..255 float ``[h, w, 3]`` out; see :func:`method_inpainter`), and
+    :func:`upscale_fill` (``kwargs``) renders the fill at native resolution. Outside ``mask`` the
+    result is ``image`` bit for bit. A frame no larger than ``low_size`` is inpainted directly.
+    """
+    hole = _check_image_mask(image, mask)
+    if not hole.any():
+        return image.copy()
+    low_shape = low_size_for(image.shape[:2], low_size)
+    low_image, low_mask = downsample_with_mask(image, hole, low_shape)
+    low_fill = np.asarray(inpainter(low_image, low_mask))
+    if low_fill.shape != low_image.shape:
+        raise ValueError(f"the inpainter returned {list(low_fill.shape)}, expected {list(low_image.shape)}")
+    if low_shape == image.shape[:2]:
+        out = image.copy()
+        out[hole] = np.clip(np.rint(low_fill[hole].astype(np.float32)), 0, 255).astype(np.uint8)
+        return out
+    return upscale_fill(image, hole, low_fill, **kwargs)
+
+
+def method_inpainter(method: str = "edgeconnect", **kwargs) -> LowInpainter:
+    """A :data:`LowInpainter` over :func:`inpainting.inpaint` (``method`` and ``kwargs``, e.g.
+    ``model=`` or ``edges=`` at the low resolution, are passed on). Converts uint8 HWC to the API's
+    float NCHW in [-1, 1] and back (float 0..255, not rounded, so the upsampling sees no banding)."""
+    from inpainting.inpaint import inpaint
+
+    def run(low_image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
+        x = uint8_to_float(low_image)
+        m = torch.from_numpy(low_mask.astype(np.float32))[None, None]
+        with torch.no_grad():
+            y = inpaint(x, m, method=method, **kwargs).image
+        return ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).numpy()
+
+    return run
