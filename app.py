@@ -11,6 +11,15 @@ queued, and a user error is shown as a one-line message while the app keeps serv
 Named API endpoints (for ``gradio_client``): ``/pipeline`` (everything in one call, files in),
 and the steps ``/find_faces``, ``/invert``, ``/load_inversion``, ``/edit``, ``/predict_edges``,
 ``/regenerate`` that share the session state.
+
+Hostile and careless inputs: photos arrive as files and are read by :func:`inversion.load_photo`
+(bit depth, transparency, EXIF, the size limit from the header), never by Gradio's converter. An
+inversion stops within a step when its request is cancelled (``job.cancel()``, the Stop button) or
+its browser session closes, and writes nothing. The server listens where ``--host``/``--port`` say
+(default: Gradio's ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``, else 127.0.0.1:7860); everything
+it writes (results, Gradio's copies of uploads) lives in one ``ganbrush-app-*`` folder (under
+``GRADIO_TEMP_DIR`` if set), results expire after ``--keep-results`` seconds, and the folder is
+removed on exit (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,25 +31,34 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import argparse  # noqa: E402
+import asyncio  # noqa: E402
 import atexit  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
+import inspect  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import ganbrush_pipeline as pipe  # noqa: E402
+from ganbrush_core.cancel import Cancelled, CancelToken  # noqa: E402
 from ganbrush_core.images import to_uint8  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
-from inversion import METHODS, AlignedFace, Face, Inversion, load_photo  # noqa: E402
+from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, load_photo  # noqa: E402
 from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
 from manipulate.transfer import Rendering  # noqa: E402
 from stylegan_ops import load_generator  # noqa: E402
@@ -54,11 +72,18 @@ MAX_FILE_SIZE = "25mb"
 EDITOR_SIDE = 256
 #: Face thumbnails in the gallery.
 THUMB_SIDE = 128
+#: The photo shown right after an upload is scaled down to this side (the full photo is read anyway).
+PREVIEW_SIDE = 768
 DEFAULT_STEPS = 200
+#: Gradio's copies of served files, and the app's own results, are deleted after this long (default).
 CACHE_SECONDS = 3600
 MAX_STEPS = 2000
 #: Slider range of each direction, in the direction's own units (~1 std of sampled w).
 MAX_STRENGTH = 5.0
+#: After a cancel, how long the request waits for its worker thread to stop (it stops within a step).
+STOP_WAIT_SECONDS = 30
+
+T = TypeVar("T")
 
 
 #: Gradio spots a progress parameter by this default value and feeds it the running event's tracker.
@@ -105,19 +130,67 @@ def _new_workspace() -> Workspace:
     return Workspace()
 
 
+def _one_line(e: Exception) -> gr.Error:
+    lines = str(e).strip().splitlines()
+    return gr.Error(lines[0] if lines else type(e).__name__, print_exception=False)
+
+
 def _user_errors(fn: Callable) -> Callable:
     """Show the one-line message of a user error (any ValueError: PhotoError, NoFaceError, MaskError,
-    InversionFileError, UnknownDirectionError, ...) in the UI instead of a traceback."""
+    InversionFileError, UnknownDirectionError, ...) or of a cancelled request in the UI instead of a
+    traceback. ``fn`` may be a coroutine function (Gradio awaits it) or a plain one."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except (ValueError, Cancelled) as e:
+                raise _one_line(e) from None
+
+        return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ValueError as e:
-            lines = str(e).strip().splitlines()
-            raise gr.Error(lines[0] if lines else type(e).__name__, print_exception=False) from None
+        except (ValueError, Cancelled) as e:
+            raise _one_line(e) from None
 
     return wrapper
+
+
+def _read_photo(path: str) -> np.ndarray:
+    """The uploaded file, read by :func:`load_photo` (never by Gradio's image converter, which clips
+    16-bit photos, drops transparency and decodes bombs before any size check)."""
+    try:
+        return load_photo(path, max_pixels=MAX_PIXELS)
+    except PhotoError as e:
+        # Name the file as the user knows it, not by its copy in the server's upload folder.
+        raise PhotoError(str(e).replace(str(Path(path).parent) + os.sep, "")) from None
+
+
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` scaled down (never up) so that its longer side is at most ``side``."""
+    scale = side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def expire(folder: Path, max_age: float) -> None:
+    """Delete the entries of ``folder`` last modified more than ``max_age`` seconds ago."""
+    now = time.time()
+    for entry in list(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            old = now - entry.lstat().st_mtime > max_age
+        except FileNotFoundError:  # removed meanwhile by a concurrent request
+            continue
+        if old:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _enlarge(image: np.ndarray, side: int, interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
@@ -150,16 +223,68 @@ def _picked_face(evt: gr.SelectData) -> int:
 class App:
     """The handlers, bound to one generator and its directions."""
 
-    def __init__(self, G: Generator, directions: dict[str, Direction], work_dir: Path) -> None:
+    def __init__(self, G: Generator, directions: dict[str, Direction], work_dir: Path,
+                 keep_seconds: float = CACHE_SECONDS) -> None:
         self.G = G
         self.directions = directions
         self.names = list(directions)
         self.work_dir = work_dir
+        self.results = work_dir / "results"
+        self.keep_seconds = keep_seconds
+        self._last_expiry = 0.0
+        # The cancel tokens of the long requests now running, by browser session (None: no session).
+        self._running: dict[str | None, set[CancelToken]] = {}
+        self._lock = threading.Lock()
 
     def _file(self, suffix: str) -> Path:
-        folder = self.work_dir / uuid.uuid4().hex
+        # Old results go as new ones are made: a server that runs for weeks keeps about
+        # keep_seconds' worth of them (Gradio's delete_cache does the same for its own files).
+        now = time.time()
+        if now - self._last_expiry > min(60.0, self.keep_seconds / 2):
+            self._last_expiry = now
+            expire(self.results, self.keep_seconds)
+        folder = self.results / uuid.uuid4().hex
         folder.mkdir(parents=True)
         return folder / f"ganbrush{suffix}"
+
+    # -- cancellation ----------------------------------------------------------------------------
+    def cancel_session(self, session: str | None, reason: str) -> None:
+        """Stop the long requests of ``session`` (all sessions for ``None``) at their next step."""
+        with self._lock:
+            tokens = [t for key, ts in self._running.items() if session is None or key == session for t in ts]
+        for token in tokens:
+            token.cancel(reason)
+
+    def _session_closed(self, request: gr.Request) -> None:
+        """Gradio's unload event: the browser tab (or gradio_client) of this session went away."""
+        self.cancel_session(request.session_hash, "the browser session was closed")
+
+    async def _cancellable(self, request: gr.Request | None, work: Callable[[CancelToken], T]) -> T:
+        """Run ``work(token)`` in a worker thread; stop it (``token`` cancelled, so its progress
+        callback raises :class:`Cancelled`) when Gradio cancels this request or its session closes.
+
+        Gradio cancels a request by cancelling its asyncio task; the thread of a plain (sync)
+        handler would run on to the end, holding a core and writing its outputs."""
+        token = CancelToken()
+        session = request.session_hash if request is not None else None
+        with self._lock:
+            self._running.setdefault(session, set()).add(token)
+        # to_thread copies the context, where gr.Progress finds its event.
+        worker = asyncio.ensure_future(asyncio.to_thread(work, token))
+        worker.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if abandoned
+        try:
+            return await asyncio.shield(worker)
+        except asyncio.CancelledError:
+            token.cancel("the request was cancelled")
+            # The concurrency slot stays taken until the thread has really stopped.
+            await asyncio.wait({worker}, timeout=STOP_WAIT_SECONDS)
+            raise
+        finally:
+            with self._lock:
+                tokens = self._running.get(session, set())
+                tokens.discard(token)
+                if not tokens:
+                    self._running.pop(session, None)
 
     def _save_png(self, image: np.ndarray, stem: str) -> str:
         path = self._file(".png").with_name(f"{stem}.png")
@@ -187,10 +312,14 @@ class App:
         return (int(first), int(last) + 1)
 
     # -- steps -------------------------------------------------------------------------------
+    def preview(self, photo_path: str | None) -> np.ndarray | None:
+        """The uploaded photo, scaled down, as soon as it is uploaded (a bad file is refused here already)."""
+        return _fit(_read_photo(photo_path), PREVIEW_SIDE) if photo_path else None
+
     def find_faces(self, workspace: Workspace, photo_path: str | None, detector: str) -> tuple:
         if not photo_path:
             raise AppInputError("upload a photo first")
-        photo = load_photo(photo_path, max_pixels=MAX_PIXELS)
+        photo = _read_photo(photo_path)
         faces = pipe.find_faces(photo, detector)
         thumbs = [(_enlarge(pipe.align(photo, faces, i, self.G).image, THUMB_SIDE, cv2.INTER_CUBIC),
                    f"face {i}") for i in range(len(faces))]
@@ -198,15 +327,22 @@ class App:
         workspace.current = Session(photo=photo, faces=faces)
         return thumbs, gr.Dropdown(choices=choices, value=0), photo
 
-    def invert(self, workspace: Workspace, face: int | None, method: str, steps: float,
-               rendering: str = Rendering.NATIVE.value, progress: gr.Progress = PROGRESS) -> tuple:
+    async def invert(self, workspace: Workspace, face: int | None, method: str, steps: float,
+                     rendering: str = Rendering.NATIVE.value, request: gr.Request | None = None,
+                     progress: gr.Progress = PROGRESS) -> tuple:
+        return await self._cancellable(request, functools.partial(
+            self._invert, workspace, face, method, steps, rendering, progress))
+
+    def _invert(self, workspace: Workspace, face: int | None, method: str, steps: float, rendering: str,
+                progress: gr.Progress, token: CancelToken) -> tuple:
         session = self._need(workspace, "photo")
         aligned = pipe.align(session.photo, session.faces, int(face or 0), self.G)
 
         def report(step: int, total: int, losses: dict[str, float]) -> None:
             progress((step, total), desc=f"inverting ({method})", unit="steps")
 
-        inv = pipe.invert_face(self.G, aligned, method, int(steps), report)
+        inv = pipe.invert_face(self.G, aligned, method, int(steps), token.guard(report))
+        token.check()  # cancelled during the last step: write nothing
         return self._inverted(workspace, session, aligned, inv, save=True, rendering=rendering)
 
     def load_inversion(self, workspace: Workspace, face: int | None, npz: str | None,
@@ -269,7 +405,15 @@ class App:
         painted = _painted(brush)
         if painted is None or not painted.any():
             raise AppInputError("paint the region to regenerate on the face with the brush first")
-        return _shrink_to(painted, session.aligned.res) >= 0.5
+        mask = _shrink_to(painted, session.aligned.res) >= 0.5
+        if not mask.any():
+            raise AppInputError("the painted region is too thin to cover a pixel of the face; paint it wider")
+        # Refused before any work, in the brush's terms; the pipeline's steps refuse the same masks.
+        if mask.mean() > pipe.MAX_MASK_COVERAGE:
+            raise AppInputError(f"the painted region covers {mask.mean():.0%} of the face: nothing is left to "
+                                f"regenerate it from; paint only the part to change (at most "
+                                f"{pipe.MAX_MASK_COVERAGE:.0%})")
+        return mask
 
     def predict_edges(self, workspace: Workspace, brush: dict | None) -> dict:
         session = self._need(workspace, "inversion")
@@ -300,12 +444,18 @@ class App:
         editor = gr.skip() if used is None else {"background": _edges_image(used), "layers": [], "composite": None}
         return _enlarge(face, EDITOR_SIDE), editor, pasted, self._save_png(pasted, "result")
 
-    def pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
-                 mask: str | None, inversion: str | None, rendering: str = Rendering.NATIVE.value,
-                 progress: gr.Progress = PROGRESS) -> tuple:
+    async def pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
+                       mask: str | None, inversion: str | None, rendering: str = Rendering.NATIVE.value,
+                       request: gr.Request | None = None, progress: gr.Progress = PROGRESS) -> tuple:
+        return await self._cancellable(request, functools.partial(
+            self._pipeline, photo, edits, face, method, steps, layers, mask, inversion, rendering, progress))
+
+    def _pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
+                  mask: str | None, inversion: str | None, rendering: str, progress: gr.Progress,
+                  token: CancelToken) -> tuple:
         if not photo:
             raise AppInputError("give a photo file")
-        image = load_photo(photo, max_pixels=MAX_PIXELS)
+        image = _read_photo(photo)
         plan = tuple(parse_edit(t) for t in edits.replace(",", " ").split()) if edits else ()
 
         def report(step: int, total: int, losses: dict[str, float]) -> None:
@@ -315,21 +465,28 @@ class App:
                                        mask=pipe.read_mask_file(mask) if mask else None, face=int(face),
                                        method=method, steps=int(steps), inversion=inversion or None,
                                        render=rendering)
-        result = pipe.run_pipeline(image, options, self.G, report, directions=self.directions)
+        result = pipe.run_pipeline(image, options, self.G, token.guard(report), directions=self.directions)
+        token.check()  # cancelled during the last step: write nothing
         npz = result.inversion.save(self._file(".npz").with_name("inversion.npz"))
         return result.photo, self._save_png(result.photo, "result"), str(npz)
 
     # -- layout ------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
         G = self.G
-        # Gradio's copies of served files are dropped after CACHE_SECONDS.
-        with gr.Blocks(title="ganbrush", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
+        # Gradio's copies of uploads and served files are dropped after keep_seconds (checked every <= 10 min).
+        keep = max(1, int(self.keep_seconds))
+        with gr.Blocks(title="ganbrush", delete_cache=(min(keep, 600), keep)) as demo:
             state = gr.State(_new_workspace)  # called once per browser session
             gr.Markdown("# ganbrush\nSemantic photo editing with a StyleGAN2 face generator and EdgeConnect. "
                         "1. upload a photo and find its faces, 2. invert one, 3. edit it with the sliders, "
                         "4. optionally paint a region to regenerate, 5. download the result.")
             with gr.Row():
-                photo_in = gr.Image(label="Photo", type="filepath", sources=["upload"], elem_id="photo", height=320)
+                with gr.Column():
+                    # A file, not gr.Image: Gradio's image converter would clip 16-bit photos, drop
+                    # transparency and decode a bomb before the app could look at its header.
+                    photo_in = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="photo")
+                    photo_shown = gr.Image(label="Uploaded photo", interactive=False, height=240,
+                                           elem_id="photo-preview")
                 faces = gr.Gallery(label="Faces found (largest first)", columns=4, height=320, elem_id="faces")
             with gr.Row():
                 detector = gr.Radio(["hog", "cnn"], value="hog", label="Face detector (cnn: turned faces, slower)")
@@ -340,6 +497,7 @@ class App:
                 method = gr.Radio(list(METHODS), value="w+", label="Method")
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
                 invert_btn = gr.Button("Invert", variant="primary", elem_id="invert")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Row():
                 aligned_img = gr.Image(label="Aligned face", format="png", interactive=False, height=256)
                 recon_img = gr.Image(label="Reconstruction", format="png", interactive=False, height=256,
@@ -394,18 +552,22 @@ class App:
                     p_layers = gr.Textbox(label="Layers (FIRST-LAST, empty = each direction's own)")
                     p_rendering = gr.Radio([r.value for r in Rendering], value=Rendering.NATIVE.value,
                                            label="Rendering")
-                p_btn = gr.Button("Run the pipeline")
+                with gr.Row():
+                    p_btn = gr.Button("Run the pipeline")
+                    p_stop = gr.Button("Stop", variant="stop")
                 with gr.Row():
                     p_out = gr.Image(label="Result", format="png", interactive=False)
                     p_file = gr.File(label="Result (PNG)")
                     p_npz = gr.File(label="Inversion .npz")
 
             face_outputs = [aligned_img, recon_img, npz, brush, edges_ed, result, result_file]
+            photo_in.upload(_user_errors(self.preview), [photo_in], [photo_shown], api_name=False)
             find_btn.click(_user_errors(self.find_faces), [state, photo_in, detector], [faces, face_pick, original],
                            api_name="find_faces")
             faces.select(_picked_face, None, face_pick, api_name=False)
-            invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps, rendering], face_outputs,
-                             api_name="invert")
+            inverting = invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps, rendering],
+                                         face_outputs, api_name="invert")
+            stop_btn.click(None, None, None, cancels=[inverting], api_name=False)
             npz.upload(_user_errors(self.load_inversion), [state, face_pick, npz, rendering], face_outputs,
                        api_name="load_inversion")
             edit_btn.click(_user_errors(self.apply_edits), [state, restrict, first, last, *sliders, rendering],
@@ -414,9 +576,12 @@ class App:
                             api_name="predict_edges")
             regen_btn.click(_user_errors(self.regenerate), [state, brush, edges_ed, inpaint_method, rendering],
                             [regen_face, edges_ed, result, result_file], api_name="regenerate")
-            p_btn.click(_user_errors(self.pipeline),
-                        [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv, p_rendering],
-                        [p_out, p_file, p_npz], api_name="pipeline")
+            running = p_btn.click(_user_errors(self.pipeline),
+                                  [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv, p_rendering],
+                                  [p_out, p_file, p_npz], api_name="pipeline")
+            p_stop.click(None, None, None, cancels=[running], api_name=False)
+            # A closed tab (or gradio_client) does not cancel its running requests in Gradio: stop them here.
+            demo.unload(self._session_closed)
         return demo
 
 
@@ -432,30 +597,80 @@ def _warm_up(G: Generator) -> None:
     pipe.face_edges(face, hole)
 
 
-def build_app(generator: str = "default", directions_files: tuple[str, ...] = ()) -> gr.Blocks:
-    """The Gradio Blocks app for ``generator`` (path or ``"default"``) with its directions."""
+def make_work_dir() -> Path:
+    """The one folder the server writes to, removed at exit: ``ganbrush-app-*`` under Gradio's
+    ``GRADIO_TEMP_DIR`` if set (else the system's temp folder). Gradio keeps its copies of uploads
+    in it too (``GRADIO_TEMP_DIR`` is pointed at it), and serves the app's results from it."""
+    parent = os.environ.get("GRADIO_TEMP_DIR")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="ganbrush-app-", dir=parent or None)).resolve()
+    os.environ["GRADIO_TEMP_DIR"] = str(work_dir)  # read by gr.Blocks and by launch()
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    return work_dir
+
+
+def create_app(generator: str = "default", directions_files: tuple[str, ...] = (),
+               keep_seconds: float = CACHE_SECONDS) -> App:
+    """The handlers for ``generator`` (path or ``"default"``) with its directions; ``.build()``
+    gives the Gradio Blocks."""
     G = load_generator(generator)
     # Shared by concurrent requests: never trained here, so no request toggles its grad flags.
     G.eval().requires_grad_(False)
     _warm_up(G)
-    # Files handed to Gradio (results, inversions); Gradio serves its own copies of them.
-    work_dir = Path(tempfile.mkdtemp(prefix="ganbrush-app-"))
-    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
-    return App(G, pipe.directions_for(G, directions_files), work_dir).build()
+    return App(G, pipe.directions_for(G, directions_files), make_work_dir(), keep_seconds)
+
+
+def build_app(generator: str = "default", directions_files: tuple[str, ...] = ()) -> gr.Blocks:
+    """The Gradio Blocks app for ``generator`` (path or ``"default"``) with its directions."""
+    return create_app(generator, directions_files).build()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, systemd, docker stop) shuts down as Ctrl-C does
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the ganbrush web app on this machine only.")
-    parser.add_argument("--port", type=int, default=7860)
+    parser = argparse.ArgumentParser(description="Serve the ganbrush web app (on this machine only, by default).")
+    # Gradio's own variables give the defaults, as for any Gradio app.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT") or "7860",
+                        help="port (default: $GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
     parser.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
                         help="extra directions file (from `ganbrush directions`; repeatable)")
     parser.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
+    parser.add_argument("--keep-results", type=float, default=CACHE_SECONDS, metavar="SECONDS",
+                        help=f"delete results and uploads older than this (default {CACHE_SECONDS})")
     args = parser.parse_args(argv)
-    demo = build_app(args.generator, tuple(args.directions))
+    if args.keep_results <= 0:
+        parser.error(f"--keep-results must be positive, got {args.keep_results}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    # Every image Pillow decodes in this process (Gradio's brush layers too) is refused above
+    # MAX_PIXELS (Pillow raises at twice its limit); load_photo checks photos from the header itself.
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    app = create_app(args.generator, tuple(args.directions), args.keep_results)
+    demo = app.build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name="127.0.0.1", server_port=args.port, share=False, max_file_size=MAX_FILE_SIZE,
-                ssr_mode=False, show_error=False, footer_links=["api"])
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=MAX_FILE_SIZE,
+                    ssr_mode=False, show_error=False, footer_links=["api"], prevent_thread_lock=True)
+        while demo.is_running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("ganbrush app: shutting down", flush=True)
+    finally:
+        # Running inversions stop at their next step (a worker thread would otherwise keep the
+        # process alive until it finished); then the server; atexit removes the work folder.
+        app.cancel_session(None, "the server is shutting down")
+        server = getattr(demo, "server", None)
+        if server is not None:
+            # uvicorn waits for open event streams (a client still listening) unless given a limit.
+            server.config.timeout_graceful_shutdown = 2
+        demo.close()
+        shutil.rmtree(app.work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,20 +30,20 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ganbrush_core.images import to_uint8, uint8_to_float
-from ganbrush_core.io import refuse_overwrite
+from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_suffixes, to_uint8, uint8_to_float
+from ganbrush_core.io import check_output, write_all
 from ganbrush_core.masks import read_mask
 from inpainting import Method as InpaintMethod
 from inpainting import inpaint, predict_edges
 from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
-from inversion.align import Detector, align_native, paste_inside
+from inversion.align import Detector, align_native, check_feather, paste_inside
+from inversion.project import projection_settings
 from manipulate import Direction, Edit, LayerRange, available_directions, edit, parse_edit, parse_layers
 from manipulate.directions import sefa
 from manipulate.transfer import Rendering, transfer_edit
@@ -56,6 +56,13 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 #: When no named (or other) directions are shipped for a generator, this many SeFa directions are
 #: computed on the fly (closed form, well under a second) so there is always something to edit.
 FALLBACK_SEFA = 10
+
+#: A mask may cover at most this fraction of the face's aligned square. Beyond it the inpainter has
+#: nearly nothing of the face to fill from and pastes a blank square over the face.
+MAX_MASK_COVERAGE = 0.9
+
+EMPTY_MASK_MESSAGE = ("the mask marks nothing on the face: paint the region to regenerate in white "
+                      "(or leave the mask out)")
 
 
 class PipelineError(ValueError):
@@ -213,10 +220,62 @@ def mask_for_face(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int, 
                         f"face's size ({r}x{r})")
 
 
+def _mask_array(mask: np.ndarray | str | os.PathLike) -> np.ndarray:
+    return read_mask_file(mask) if isinstance(mask, (str, os.PathLike)) else _as_bool_mask(mask)
+
+
+def _check_coverage(touched: bool, fraction: float) -> None:
+    if not touched:
+        raise PipelineError(EMPTY_MASK_MESSAGE)
+    if fraction > MAX_MASK_COVERAGE:
+        raise PipelineError(f"the mask covers {fraction:.0%} of the face; paint only the region to regenerate "
+                            f"(at most {MAX_MASK_COVERAGE:.0%} of the face)")
+
+
+def check_mask_alone(mask: np.ndarray | str | os.PathLike) -> np.ndarray:
+    """The checks a mask allows before any face is found: refuse (:class:`PipelineError`) an
+    empty mask and one that is white everywhere. Returns the mask as bool ``[H, W]``."""
+    m = _mask_array(mask)
+    _check_coverage(bool(m.any()), 1.0 if m.all() else 0.0)
+    return m
+
+
+def check_face_mask(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int, ...], aligned: AlignedFace
+                    ) -> None:
+    """Refuse (:class:`PipelineError`, one line saying what to do) a mask that means nothing for
+    this face: one that marks nothing inside the face's square (nothing would be regenerated), or
+    that covers more than :data:`MAX_MASK_COVERAGE` of it (the inpainter would paste a blank
+    square). ``mask`` as :func:`mask_for_face` takes it. Every step that regenerates a region
+    (:func:`run_pipeline`, :func:`render_native`, :func:`inpaint_face`, :func:`face_edges`) runs it."""
+    m = _mask_array(mask)
+    h, w = photo_shape[:2]
+    r = aligned.res
+    if m.shape == (h, w):
+        # The share of the face's square (the part inside the photo) that the mask covers.
+        def to_face(a: np.ndarray) -> np.ndarray:
+            return cv2.warpAffine(a.astype(np.float32), aligned.to_photo[:2], (r, r),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+
+        inside = float(to_face(np.ones((h, w), np.float32)).sum())
+        fraction = float(to_face(m).sum()) / inside if inside > 0 else 0.0
+        # Photo px: a stroke thinner than an aligned pixel still regenerates at the photo's resolution.
+        _check_coverage(bool(photo_mask(m, photo_shape, aligned).any()), fraction)
+    else:
+        m = mask_for_face(m, photo_shape, aligned)  # the aligned size, or a PipelineError naming both sizes
+        _check_coverage(bool(m.any()), float(m.mean()))
+
+
+def _check_aligned_mask(m: np.ndarray) -> None:
+    _check_coverage(bool(m.any()), float(m.mean()))
+
+
 def face_edges(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """EdgeConnect's edge map for ``face`` (uint8 ``[r, r, 3]``) with ``mask`` (bool ``[r, r]``):
-    Canny outside the mask, predicted inside. float32 ``[r, r]`` in [0, 1]."""
-    m = torch.from_numpy(_as_bool_mask(mask).astype(np.float32))[None, None]
+    Canny outside the mask, predicted inside. float32 ``[r, r]`` in [0, 1]. A mask that marks
+    nothing, or nearly the whole face, is refused (:func:`check_face_mask`)."""
+    b = _as_bool_mask(mask)
+    _check_aligned_mask(b)
+    m = torch.from_numpy(b.astype(np.float32))[None, None]
     return predict_edges(face_tensor(face), m)[0, 0].numpy()
 
 
@@ -225,11 +284,20 @@ def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = 
     """Regenerate the masked region of ``face`` (uint8 ``[r, r, 3]``; ``mask`` bool ``[r, r]``,
     True = regenerate). ``edges`` (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
     predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
-    unchanged) and the edge map used (``None`` for the classical methods)."""
+    unchanged) and the edge map used (``None`` for the classical methods). A mask that marks
+    nothing, or nearly the whole face, is refused (:func:`check_face_mask`)."""
     m = _as_bool_mask(mask)
     if m.shape != face.shape[:2]:
         raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
                             f"{face.shape[0]}; draw the mask on the face")
+    _check_aligned_mask(m)
+    return _inpaint_face(face, m, edges, method)
+
+
+def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, method: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`inpaint_face` without the coverage check: :func:`render_native` checks the user's
+    mask once, then inpaints a shrunk copy whose hole is dilated (every low pixel touching it)."""
     if not m.any():
         return face.copy(), None
     e = None
@@ -289,8 +357,12 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
     face's native crop is shrunk to ``r``, inpainted there (``inpaint_method``, ``edges`` as in
     :func:`inpaint_face`) and scaled back up with the photo's own fine detail added
     (:func:`~inpainting.residual_aggregation.inpaint_native`). Pixels that neither the edit nor
-    the mask touch are bit-identical to ``photo``.
+    the mask touch are bit-identical to ``photo``. A mask that marks nothing on the face, or
+    nearly all of it, is refused before any work (:func:`check_face_mask`).
     """
+    if mask is not None:
+        mask = _mask_array(mask)
+        check_face_mask(mask, photo.shape, aligned)
     out = transfer_edit(photo, aligned, reconstruction, edited, rendering, feather=feather)
     if mask is None:
         return NativeRender(out)
@@ -306,7 +378,7 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
 
     def inpaint_low(image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
         user_edges = edges if edges is not None and np.shape(edges) == low_mask.shape else None
-        low["face"], low["edges"] = inpaint_face(image, low_mask, user_edges, inpaint_method)
+        low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges, inpaint_method)
         return low["face"]
 
     filled = inpaint_native(native.image, hole, inpaint_low, low_size=aligned.res)
@@ -314,24 +386,56 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
 
 
 # -- the whole pipeline ------------------------------------------------------------------------------
+def check_options(options: PipelineOptions) -> tuple[Edit, ...]:
+    """Refuse (one-line :class:`ValueError`) options that need no photo to be found wrong: bad or
+    out-of-range edit strengths, inversion steps or seed, feather, face index, rendering, methods.
+    Returns the edits parsed. :func:`run_pipeline` calls it first, so a refusal costs no time."""
+    plan = tuple(parse_edit(e) if isinstance(e, str) else e for e in options.edits)
+    if isinstance(options.layers, str):
+        parse_layers(options.layers)
+    if options.inversion is None:
+        from inversion.project import METHODS
+
+        if options.method not in METHODS:
+            raise PipelineError(f"unknown inversion method {options.method!r}; choose one of {', '.join(METHODS)}")
+        projection_settings(options.steps, seed=options.seed)
+    check_feather(options.feather)
+    if isinstance(options.face, bool) or not isinstance(options.face, (int, np.integer)) or options.face < 0:
+        raise PipelineError(f"face must be 0 or more (0 = the largest face), got {options.face!r}")
+    Rendering(options.render)
+    InpaintMethod(options.inpaint_method)
+    return plan
+
+
 def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions(), G: Generator | None = None,
                  progress: ProgressFn | None = None, directions: Mapping[str, Direction] | None = None
                  ) -> PipelineResult:
     """Run every step on ``photo`` (uint8 ``[H, W, 3]`` RGB, e.g. from :func:`inversion.load_photo`).
     ``G`` defaults to the shipped generator; ``progress`` sees every inversion step; ``directions``
-    defaults to :func:`directions_for` ``G`` and ``options.directions_files``."""
+    defaults to :func:`directions_for` ``G`` and ``options.directions_files``.
+
+    Options are checked before any work (:func:`check_options`), the mask right after the face is
+    aligned and before the inversion (:func:`check_face_mask`: an empty mask, or one covering
+    nearly the whole face, is refused)."""
+    plan = check_options(options)
+    mask_array = check_mask_alone(options.mask) if options.mask is not None else None
     G = G if G is not None else load_generator("default")
     faces = find_faces(photo, options.detector)
     aligned = align(photo, faces, options.face, G)
-    mask = mask_for_face(options.mask, photo.shape, aligned) if options.mask is not None else None
+    mask = None
+    if mask_array is not None:
+        check_face_mask(mask_array, photo.shape, aligned)
+        mask = mask_for_face(mask_array, photo.shape, aligned)
+        if Rendering(options.render) is Rendering.GENERATOR:
+            _check_aligned_mask(mask)  # regenerated at the generator's resolution: a thin stroke may vanish
     layers = parse_layers(options.layers) if isinstance(options.layers, str) else options.layers
     if options.inversion is not None:
         inv = load_inversion(options.inversion, G)
     else:
         inv = invert_face(G, aligned, options.method, options.steps, progress, options.seed)
-    if directions is None and options.edits:
+    if directions is None and plan:
         directions = directions_for(G, options.directions_files)
-    reconstruction, edited_render = render_edit(inv, G, options.edits, layers, directions)
+    reconstruction, edited_render = render_edit(inv, G, plan, layers, directions)
     edited = to_uint8(edited_render)[0]
     rendering = Rendering(options.render)
     if rendering is Rendering.GENERATOR:
@@ -340,7 +444,7 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
             face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method)
         result = paste(photo, aligned, face, options.feather)
     else:
-        native = render_native(photo, aligned, reconstruction, edited_render, options.mask, options.edges,
+        native = render_native(photo, aligned, reconstruction, edited_render, mask_array, options.edges,
                                options.inpaint_method, rendering, options.feather)
         result, edges = native.photo, native.edges
         face = native.face if native.face is not None else edited
@@ -384,21 +488,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from tqdm.auto import tqdm
 
     from inversion import load_photo, save_photo
 
-    refuse_overwrite([args.out, args.save_inversion], args.force)
-    if args.save_inversion and Path(args.save_inversion).suffix != ".npz":
-        raise PipelineError(f"--save-inversion must end in .npz, got {args.save_inversion}")
-    edits = [parse_edit(text) for text in args.edit]  # bad edits fail before the slow steps
-    photo = load_photo(args.photo)
-    G = load_generator(args.generator)
+    # Outputs and every number are checked before anything is read or computed; nothing is created.
+    targets = [check_output(args.out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
+    if args.save_inversion:
+        targets.append(check_output(args.save_inversion, args.force, {".npz"}, "--save-inversion"))
+    edits = [parse_edit(text) for text in args.edit]
     options = PipelineOptions(edits=tuple(edits), layers=parse_layers(args.layers) if args.layers else None,
-                              mask=args.mask, face=args.face, detector=args.detector, method=args.method,
+                              mask=None, face=args.face, detector=args.detector, method=args.method,
                               steps=args.steps, inversion=args.inversion, feather=args.feather,
                               inpaint_method=args.inpaint_method, directions_files=tuple(args.directions),
                               seed=args.seed, render=args.render)
+    check_options(options)
+    photo = load_photo(args.photo)
+    if args.mask:
+        options = dataclasses.replace(options, mask=check_mask_alone(args.mask))  # read once, checked at once
+    G = load_generator(args.generator)
     with tqdm(desc=f"invert ({args.method})", unit="step", disable=args.inversion is not None) as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
             bar.total = total
@@ -406,9 +516,10 @@ def run_cli(args: argparse.Namespace) -> int:
             bar.update(1)
 
         result = run_pipeline(photo, options, G, progress)
-    save_photo(result.photo, args.out, force=args.force)
-    if args.save_inversion:
-        result.inversion.save(args.save_inversion, force=args.force)
+    with write_all(targets, args.force) as tmp:  # every output or none
+        save_photo(result.photo, tmp[0], force=True)
+        if args.save_inversion:
+            result.inversion.save(tmp[1], force=True)
     left, top, right, bottom = result.aligned.face.box
     print(f"face {args.face} of {len(result.faces)} at ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f}); "
           f"{len(edits)} edit(s){', mask regenerated' if result.mask is not None else ''}; wrote {args.out}")

@@ -3,13 +3,17 @@
 API tensors are float32 NCHW RGB in [-1, 1] (maps such as edges: ``[N, 1, H, W]`` in [0, 1]);
 files, PIL, Gradio and packed data sets are uint8 HWC. The conversions here are the only place
 that maps one to the other: ``x / 127.5 - 1`` in, ``round((x + 1) * 127.5)`` clipped out.
-Every file is written atomically (mode 0644) and refuses to overwrite unless asked.
+Every file is written atomically (mode 0644 under umask 022) and refuses to overwrite unless
+asked. Every file is read through :func:`open_image`, which refuses a decompression bomb (a tiny
+file whose header claims a huge picture) from the header, before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +55,24 @@ def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2) -> 
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
 
 
+#: What to tell a user who gave an output image a suffix Pillow cannot write.
+IMAGE_SUFFIX_HINT = ".png or .jpg (or another image format Pillow writes)"
+
+
+def image_suffixes() -> frozenset[str]:
+    """The file suffixes (lower case, with the dot) of the image formats Pillow can *write*:
+    ``.png``, ``.jpg``, ``.webp``, ... (some formats it reads, such as ``.psd``, it cannot write)."""
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+
+
 def save_pil(image: Image.Image, path: str | os.PathLike, force: bool = True, **options) -> Path:
     """Write a PIL image atomically (mode 0644); the format follows the suffix (``.png``,
     ``.jpg``, ...; ``options`` go to ``Image.save``). Refuses an existing file unless ``force``."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown image file suffix {path.suffix!r}; use .png or .jpg")
+    if fmt is None or path.suffix.lower() not in image_suffixes():
+        raise ValueError(f"{path}: unknown image file suffix {path.suffix!r}; use {IMAGE_SUFFIX_HINT}")
     refuse_overwrite(path, force)
     with atomic_write(path) as f:
         image.save(f, format=fmt, **options)
@@ -69,13 +84,51 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncols: int | 
     return save_pil(image_grid(images, ncols), path)
 
 
+#: Default limit on width * height of an image or mask file read here: 64 Mpx (an 8000 x 8000
+#: photo, as :data:`inversion.photos.MAX_PIXELS`). Decoded it costs 64 MB per byte per pixel.
+MAX_PIXELS = 64_000_000
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS, what: str = "image",
+               error: type[ValueError] = ValueError) -> Image.Image:
+    """Open an image file lazily (header only: no pixel is decoded) and refuse it, raising
+    ``error``, when ``width * height`` exceeds ``max_pixels`` (``None``: only Pillow's own
+    ~179 Mpx limit) or when it is no readable image. A missing file raises ``FileNotFoundError``.
+    Use it as a context manager; ``load()`` or ``convert()`` then decodes a bounded picture."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 Mpx; the limit that matters is ours, checked just below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except FileNotFoundError:
+        raise
+    except Image.DecompressionBombError as e:
+        # Pillow refuses above ~179 Mpx from the header itself, before we get to see the size.
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(count.group(1)) / 1e6:.1f} Mpx" if count else "a huge size"
+        limit = f"{max_pixels / 1e6:.1f} Mpx" if max_pixels is not None else "Pillow's limit"
+        raise error(f"{path}: the header claims {size}, over the limit of {limit} for a {what} "
+                    "(a decompression bomb?); refusing to decode it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise error(f"{path}: not a readable image ({type(e).__name__})") from None
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        img.close()
+        shrink = (max_pixels / (width * height)) ** 0.5
+        raise error(f"{path}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the limit of "
+                    f"{max_pixels / 1e6:.1f} Mpx for a {what} (a decompression bomb, or a very large {what}): "
+                    f"downscale it to at most {max(1, int(width * shrink))}x{max(1, int(height * shrink))} px")
+    return img
+
+
 def _open(path: Path, mode: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return np.asarray(img.convert(mode))
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{path}: no such file") from e
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # e.g. truncated pixel data
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from e
 
 

@@ -1,4 +1,5 @@
-"""Writing files safely: atomically, readable by everyone (0644), never over a file unasked.
+"""Writing files safely: atomically, with the mode a plain ``open()`` would give (0644 under the
+usual umask 022), never over a file unasked.
 
 Every output ganbrush writes (photos, masks, ``.npz`` latents, weights, checkpoints, caches) goes
 through :func:`atomic_write` (or :func:`atomic_path` for writers that want a path): the data is
@@ -11,13 +12,38 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-#: Mode of every file ganbrush writes. ``mkstemp`` creates 0600 files, which other users (a web
-#: server, a second account reading shipped weights) could not read.
-FILE_MODE = 0o644
+#: Mode of every file ganbrush writes, before the umask: what ``open()`` asks for. ``mkstemp``
+#: creates 0600 files, which other users (a web server, a second account reading shipped weights)
+#: could not read; the user's umask (022 -> 0644, 077 -> 0600) decides instead, as for any tool.
+BASE_FILE_MODE = 0o666
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (``/proc/self/status``);
+    elsewhere set and restored at once, under a lock (``os.umask`` has no read-only form)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o077)  # briefly strict, never permissive, while another thread may create a file
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode given to every file ganbrush writes: ``0o666 & ~umask`` (0644 under umask 022)."""
+    return BASE_FILE_MODE & ~current_umask()
 
 
 def refuse_overwrite(paths: str | os.PathLike | Iterable[str | os.PathLike | None], force: bool = False) -> None:
@@ -38,7 +64,8 @@ def refuse_overwrite(paths: str | os.PathLike | Iterable[str | os.PathLike | Non
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is chmod 0644 and renamed to ``path``.
+    """Yield a temporary path beside ``path``; on success it gets :func:`file_mode` (0644 under
+    umask 022) and is renamed to ``path``.
 
     For writers that take a file name (``safetensors.save_file``, ``torch.save``, ``np.savez``).
     The temporary name keeps ``path``'s suffix (some writers append one otherwise). Parent folders
@@ -52,7 +79,7 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, FILE_MODE)
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -60,7 +87,8 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", force: bool = True) -> Iterator[IO]:
-    """Open a temporary file beside ``path`` for writing; on success it becomes ``path`` (0644).
+    """Open a temporary file beside ``path`` for writing; on success it becomes ``path``
+    (mode :func:`file_mode`).
 
     ``mode`` is ``"wb"`` or ``"w"`` (text, UTF-8). With ``force=False`` an existing ``path`` is
     refused before anything is written.
@@ -76,14 +104,122 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", force: bool = True) 
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, force: bool = True) -> Path:
-    """Atomically write ``data`` to ``path`` (0644); returns ``path``."""
+    """Atomically write ``data`` to ``path`` (mode :func:`file_mode`); returns ``path``."""
     with atomic_write(path, "wb", force=force) as f:
         f.write(data)
     return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str, force: bool = True) -> Path:
-    """Atomically write ``text`` (UTF-8) to ``path`` (0644); returns ``path``."""
+    """Atomically write ``text`` (UTF-8) to ``path`` (mode :func:`file_mode`); returns ``path``."""
     with atomic_write(path, "w", force=force) as f:
         f.write(text)
     return Path(path)
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (the folder a new file would be created under)."""
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output(path: str | os.PathLike, force: bool = False, suffixes: Collection[str] | None = None,
+                 what: str = "output", suffix_hint: str | None = None) -> Path:
+    """Check, before any work, that ``path`` can be written; create nothing. Raises (one line):
+    :class:`ValueError` when ``suffixes`` (lower case, with the dot) is given and ``path`` ends in
+    none of them; :class:`IsADirectoryError` for an existing folder; :class:`FileExistsError` for
+    an existing file unless ``force``; :class:`NotADirectoryError` when a file stands where a
+    parent folder should be; :class:`PermissionError` when the folder it would be created in is
+    not writable. ``what`` names the output in messages (e.g. ``"--save-inversion"``);
+    ``suffix_hint`` says which suffixes to use (default: all of ``suffixes``)."""
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        hint = suffix_hint or " or ".join(sorted(suffixes))
+        raise ValueError(f"{what} {path}: unknown file suffix {path.suffix or '(none)'!r}; use {hint}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
+    refuse_overwrite(path, force)
+    base = _nearest_existing(path.parent)
+    if not base.is_dir():
+        raise NotADirectoryError(f"cannot write {what} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {what} {path}: the folder {base} is not writable")
+    return path
+
+
+def _unique(paths: list[Path]) -> None:
+    seen: set[Path] = set()
+    for p in paths:
+        key = p.absolute()
+        if key in seen:
+            raise ValueError(f"{p} is given as two different outputs; give each output its own file")
+        seen.add(key)
+
+
+@contextlib.contextmanager
+def write_all(paths: Iterable[str | os.PathLike], force: bool = False) -> Iterator[list[Path]]:
+    """Write several outputs all or none: yields one temporary path per target (same suffix, so
+    writers pick the format from it); the caller writes every one (with ``force=True``, the
+    temporaries exist). When the block ends without error the temporaries are renamed into place
+    (missing parent folders are created only now, once everything is written); on any error they
+    are removed and no target, no folder is left behind.
+
+    Each target is re-checked with :func:`check_output` first (call that too, before the work).
+    A failure during the final renames puts back what was there before.
+    """
+    targets = [check_output(p, force) for p in paths]
+    _unique(targets)
+    temps: list[Path] = []
+    try:
+        for t in targets:
+            # Beside the target's nearest existing folder: the same file system as the target, so
+            # the final rename is atomic, and no folder is created before the work is done.
+            fd, tmp = tempfile.mkstemp(dir=_nearest_existing(t.parent), prefix=f".{t.name}.", suffix=f".tmp{t.suffix}")
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield list(temps)
+        for t in targets:  # re-check: another process may have created one meanwhile
+            refuse_overwrite(t, force)
+        _commit(temps, targets)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def _commit(temps: list[Path], targets: list[Path]) -> None:
+    """Rename every temporary onto its target; on a failure undo the renames already made."""
+    created: list[Path] = []
+    placed: list[tuple[Path, Path | None]] = []  # (target, backup of the file it replaced)
+    try:
+        for tmp, target in zip(temps, targets):
+            missing = []
+            p = target.parent.absolute()
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            target.parent.mkdir(parents=True, exist_ok=True)
+            created.extend(reversed(missing))
+            os.chmod(tmp, file_mode())
+            backup = None
+            if target.exists():
+                fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old")
+                os.close(fd)
+                backup = Path(name)
+                os.replace(target, backup)
+            placed.append((target, backup))
+            os.replace(tmp, target)
+    except BaseException:
+        for target, backup in reversed(placed):
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink(missing_ok=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    for _, backup in placed:
+        if backup is not None:
+            backup.unlink(missing_ok=True)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -136,12 +138,47 @@ def load_numpy_tree(file: BinaryIO) -> dict:
 # torch (imported lazily: numpy-only readers must not pay for it)
 
 
+def torch_refusal(e: BaseException) -> str:
+    """ganbrush's one line for a ``torch.load(weights_only=True)`` refusal: what the file asked
+    for and what to do. torch's own message advises ``weights_only=False``, i.e. running whatever
+    the file contains; ganbrush never gives that advice."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    if found:
+        return (f"refused: the file asks to load the Python object {found.group(1)}, which could run code; "
+                "ganbrush reads only plain tensors from torch files: use a .safetensors file, or a torch file "
+                "holding only a state dict of tensors")
+    # Other refusals (unknown opcodes, calls) also come from damaged files: name both causes.
+    return ("refused: the file is damaged or holds Python objects beyond plain tensors (which could run code); "
+            "use a .safetensors file, or a torch file holding only a state dict of tensors")
+
+
+def torch_load_tensors(path: str | os.PathLike, allowed: Sequence[type] = ()) -> Any:
+    """``torch.load`` of a file with ``weights_only=True`` (tensors, containers and the classes in
+    ``allowed`` only) to the CPU. A refused file raises :class:`UnsafePickleError` whose message is
+    :func:`torch_refusal`'s one line; truncated files raise what ``torch.load`` raises
+    (``RuntimeError``, ``EOFError``, ``zipfile.BadZipFile``)."""
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except UnsafePickleError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise UnsafePickleError(torch_refusal(e)) from None
+
+
 def _load_storage_bytes(b: bytes) -> Any:
     import torch
 
     if not isinstance(b, (bytes, bytearray)):
         raise UnsafePickleError("tensor storage payload is not bytes")
-    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    except UnsafePickleError:
+        raise
+    except pickle.UnpicklingError as e:  # ganbrush's own one line, never torch's advice
+        raise UnsafePickleError(torch_refusal(e)) from None
 
 
 def _rebuild_tensor_v2(storage: Any, storage_offset: int, size: Any, stride: Any, requires_grad: bool = False,

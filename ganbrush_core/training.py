@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ganbrush_core.images import save_image_grid
 from ganbrush_core.io import atomic_path, write_text
+from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -296,7 +299,13 @@ class RunFolder:
         """The training state in ``checkpoint.pt`` (``torch.load(weights_only=True)``)."""
         if not self.checkpoint.is_file():
             raise NothingToResumeError(f"{self.checkpoint}: nothing to resume (start without --resume)")
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            return torch_load_tensors(self.checkpoint)
+        except UnsafePickleError as e:  # ganbrush's own one line, never torch's advice
+            raise TrainError(f"{self.checkpoint}: {e}") from None
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile):
+            raise TrainError(f"{self.checkpoint}: truncated or corrupt checkpoint; resume from an intact "
+                             "run folder or start again") from None
 
     def write_checkpoint(self, state: Mapping[str, Any]) -> None:
         with atomic_path(self.checkpoint) as tmp:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ganbrush_core.io import refuse_overwrite
+from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 from ganbrush_core.weights import WeightsFileError, read_safetensors, save_safetensors
 from inpainting.networks import EdgeConnectGenerator, GeneratorConfig, GeneratorKind, build_generator
 
@@ -152,9 +153,11 @@ def _read_ganbrush(path: Path) -> EdgeConnectGenerator:
 
 def _read_official(path: Path) -> EdgeConnectGenerator:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused or unreadable torch file: {_first_line(e)}") from e
+        data = torch_load_tensors(path)
+    except UnsafePickleError as e:  # ganbrush's own one line, never torch's advice
+        raise CheckpointError(f"{path}: {e}") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: truncated or corrupt torch file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: truncated or corrupt torch file ({_first_line(e)})") from e
     if not isinstance(data, dict) or not isinstance(data.get("generator"), dict):

@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganbrush_core.io import refuse_overwrite
 from inpainting.edges import DEFAULT_SIGMA
 from inpainting.inpaint import Method
 from inpainting.masks import INVERTED_RATIO
 
 
 def _inpaint(args: argparse.Namespace) -> int:
-    from ganbrush_core.images import read_image, read_map, write_image, write_map
+    from ganbrush_core.checks import check_float
+    from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_suffixes, read_image, read_map, write_image, write_map
+    from ganbrush_core.io import check_output, write_all
     from ganbrush_core.masks import MaskError, hole_ratio, read_mask
     from inpainting.checkpoints import load_edgeconnect
     from inpainting.inpaint import inpaint
@@ -23,7 +24,11 @@ def _inpaint(args: argparse.Namespace) -> int:
     method = Method(args.method)
     if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
         raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
-    refuse_overwrite([out, save_edges], args.force)
+    # Outputs and numbers are checked before anything is read or computed; nothing is created yet.
+    targets = [check_output(out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
+    if save_edges is not None:
+        targets.append(check_output(save_edges, args.force, image_suffixes(), "--save-edges", IMAGE_SUFFIX_HINT))
+    check_float("--sigma (Canny)", args.sigma, 0, 100, lo_open=True)
 
     image = read_image(args.image)
     mask = read_mask(args.mask, invert=args.invert_mask)
@@ -52,9 +57,10 @@ def _inpaint(args: argparse.Namespace) -> int:
     if method is Method.EDGECONNECT:
         model = load_edgeconnect(*args.weights) if args.weights else load_edgeconnect()
     result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma)
-    write_image(result.image, out, force=args.force)
-    if save_edges is not None:
-        write_map(result.edges, save_edges, force=args.force)
+    with write_all(targets, args.force) as tmp:  # both files or neither
+        write_image(result.image, tmp[0], force=True)
+        if save_edges is not None:
+            write_map(result.edges, tmp[1], force=True)
     print(f"wrote {out} ({method.value}, {w}x{h}, hole {ratio:.1%})"
           + (f" and edges {save_edges}" if save_edges is not None else ""))
     return 0

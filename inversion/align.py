@@ -27,6 +27,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
+from ganbrush_core.checks import check_float
 from inversion import dlib_models
 
 Detector = Literal["hog", "cnn"]
@@ -335,12 +336,17 @@ def paste_region(shape: tuple[int, ...], aligned: AlignedFace) -> tuple[int, int
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
+def check_feather(feather: object) -> float:
+    """The paste-back blend width (a fraction of the face side) as a float; :class:`ValueError`
+    unless it is finite and in (0, 0.5]."""
+    return check_float("feather (a fraction of the face side)", feather, 0, 0.5, lo_open=True)
+
+
 def region_weights(region: tuple[int, int, int, int], aligned: AlignedFace, feather: float) -> np.ndarray:
     """float32 ``[y1 - y0, x1 - x0]`` weights on the photo ``region`` ``(x0, y0, x1, y1)``: 1 well
     inside the aligned square, a smooth ramp ``feather`` (fraction of the side) wide inside its
     edge, exactly 0 on and outside it."""
-    if not 0 < feather <= 0.5:
-        raise ValueError(f"feather must be in (0, 0.5] (a fraction of the face side), got {feather}")
+    check_feather(feather)
     x0, y0, x1, y1 = region
     # Broadcast rows and columns (float32), so a large region costs a few float32 planes.
     xx = np.arange(x0, x1, dtype=np.float32)[None, :]

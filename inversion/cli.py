@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inversion.project import ProjectionSettings
 
 OUTPUT_FILES = ("aligned.png", "reconstruction.png", "inversion.npz", "pasted.png")
 
@@ -19,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
     p.add_argument("--method", default="w+", choices=METHODS)
-    p.add_argument("--steps", type=int, default=None, help="W / W+ optimisation steps (default per method)")
-    p.add_argument("--pti-steps", type=int, default=None, help="generator tuning steps for --method pti")
+    p.add_argument("--steps", type=int, default=None, help="W / W+ optimisation steps, 1..10000 (default 300)")
+    p.add_argument("--pti-steps", type=int, default=None,
+                   help="generator tuning steps for --method pti, 0..10000 (default 200)")
     p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest (see the list printed)")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     p.add_argument("--seed", type=int, default=0)
@@ -29,18 +34,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_invert(args: argparse.Namespace) -> int:
+    from ganbrush_core.io import check_output
+
+    # Every check that needs no photo and no generator comes first: a refusal takes no time.
+    out = Path(args.out)
+    targets = [check_output(out / name, args.force, what="--out") for name in OUTPUT_FILES]
+    from inversion.project import projection_settings
+
+    overrides = {"seed": args.seed}
+    if args.pti_steps is not None:
+        overrides["pti_steps"] = args.pti_steps
+    settings = projection_settings(args.steps, **overrides)
+    if args.face < 0:
+        raise ValueError(f"--face must be 0 or more (0 = the largest face), got {args.face}")
+    return _invert(args, out, targets, settings)
+
+
+def _invert(args: argparse.Namespace, out: Path, targets: list[Path], settings: ProjectionSettings) -> int:
     import numpy as np
+    from PIL import Image
     from tqdm.auto import tqdm
 
     from ganbrush_core.images import save_pil, to_uint8, uint8_to_float
-    from ganbrush_core.io import refuse_overwrite
+    from ganbrush_core.io import write_all
     from inversion.align import NoFaceError, align_face, detect_faces, paste_back
     from inversion.photos import load_photo
     from inversion.project import invert
     from stylegan_ops.checkpoints import load_generator
 
-    out = Path(args.out)
-    refuse_overwrite([out / name for name in OUTPUT_FILES], args.force)
     photo = load_photo(args.photo)
     G = load_generator(args.generator)
     try:
@@ -55,25 +76,23 @@ def run_invert(args: argparse.Namespace) -> int:
                          f"numbered 0..{len(faces) - 1}")
     aligned = align_face(photo, faces[args.face], G.img_resolution)
     target = uint8_to_float(aligned.image)
-    overrides = {"seed": args.seed}
-    if args.pti_steps is not None:
-        overrides["pti_steps"] = args.pti_steps
     with tqdm(desc=f"invert ({args.method})", unit="step") as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
             bar.total = total
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
 
-        result = invert(G, target, method=args.method, steps=args.steps, progress=progress, **overrides)
+        result = invert(G, target, method=args.method, progress=progress, settings=settings)
     recon = to_uint8(result.reconstruction)[0]
     pasted = paste_back(photo, aligned, recon)
-    out.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    save_pil(Image.fromarray(aligned.image), out / "aligned.png")  # refused above unless --force
-    save_pil(Image.fromarray(recon), out / "reconstruction.png")
-    save_pil(Image.fromarray(np.asarray(pasted)), out / "pasted.png")
-    result.save(out / "inversion.npz", force=True)
+    # All four files or none; the folder is created only once they are all written.
+    with write_all(targets, args.force) as tmp:
+        images = (aligned.image, recon, None, np.asarray(pasted))
+        for name, path, image in zip(OUTPUT_FILES, tmp, images):
+            if name.endswith(".npz"):
+                result.save(path, force=True)
+            else:
+                save_pil(Image.fromarray(image), path, force=True)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
     print(f"inverted face {args.face} with {args.method} in {result.steps} steps ({result.seconds:.1f} s): {losses}; "
           f"wrote {', '.join(OUTPUT_FILES)} to {out}")

@@ -59,9 +59,12 @@ def _describe(src: object) -> str:
 
 def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
+        # Say what a user can do (downscale the photo, to a size that fits), not which keyword the API has.
+        shrink = (max_pixels / (width * height)) ** 0.5
+        fit_w, fit_h = max(1, int(width * shrink)), max(1, int(height * shrink))
         raise PhotoError(f"{name}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the limit of "
                          f"{max_pixels / 1e6:.1f} Mpx (a decompression bomb, or a very large photo): "
-                         "downscale it, or pass a larger max_pixels")
+                         f"downscale it to at most {fit_w}x{fit_h} px and try again")
 
 
 def _open(src: PhotoSource, name: str, max_pixels: int | None) -> Image.Image:

@@ -31,6 +31,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from ganbrush_core.checks import check_float, check_int
 from inversion.losses import mse, noise_regularization, normalize_noises_
 from inversion.result import Inversion
 from stylegan_ops.checkpoints import generator_hash
@@ -41,6 +42,16 @@ METHODS: tuple[str, ...] = get_args(Method)
 
 #: ``progress(step, total_steps, losses)``: called after every optimisation step.
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+#: Most steps of each phase (``steps``, ``pti_steps``): about 50 min a phase at 64 px on two CPU
+#: cores (~0.3 s a step). Unbounded, a typo such as ``--steps 1000000000`` starts an 80,000-hour run.
+MAX_STEPS = 10_000
+#: Largest learning rate (``lr``, ``pti_lr``); the defaults are 0.01 (W+), 0.1 (W) and 3e-3 (PTI).
+MAX_LR = 1.0
+#: Most ``w`` samples for the mean / spread of ``w`` (the projector's default is 10,000).
+MAX_W_AVG_SAMPLES = 1_000_000
+#: How CLI users name the settings they can give as flags, for error messages.
+_FLAGS = {"steps": "steps (--steps)", "pti_steps": "pti_steps (--pti-steps)", "seed": "seed (--seed)"}
 
 
 @dataclass
@@ -72,6 +83,41 @@ class ProjectionSettings:
     locality_interval: int = 10
     seed: int = 0
 
+    def validate(self) -> ProjectionSettings:
+        """Refuse settings that cannot give an inversion (:class:`ValueError` naming the range):
+        non-finite numbers, ``steps`` outside 1..:data:`MAX_STEPS`, ``pti_steps`` outside
+        0..:data:`MAX_STEPS`, learning rates outside (0, :data:`MAX_LR`], negative weights. Returns
+        ``self``. :func:`invert` calls it before any work; CLIs call it before loading anything."""
+        check_int(_FLAGS["steps"], self.steps, 1, MAX_STEPS)
+        check_int(_FLAGS["pti_steps"], self.pti_steps, 0, MAX_STEPS)
+        check_int(_FLAGS["seed"], self.seed, 0, 2**63 - 3)  # the optimisers seed seed + 1, seed + 2
+        check_int("w_avg_samples", self.w_avg_samples, 1, MAX_W_AVG_SAMPLES)
+        check_int("locality_interval", self.locality_interval, 1, MAX_STEPS)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0, MAX_LR, lo_open=True)
+        check_float("pti_lr", self.pti_lr, 0, MAX_LR, lo_open=True)
+        for name in ("mse_weight", "perceptual_weight", "noise_reg_weight", "locality_weight", "locality_alpha",
+                     "initial_noise_factor"):
+            check_float(name, getattr(self, name), 0, 1e12)
+        for name in ("noise_ramp_length", "lr_rampdown_length", "lr_rampup_length"):  # divisors
+            check_float(name, getattr(self, name), 0, 1, lo_open=True)
+        return self
+
+
+def projection_settings(steps: int | None = None, settings: ProjectionSettings | None = None,
+                        **overrides: object) -> ProjectionSettings:
+    """A checked copy of ``settings`` (default :class:`ProjectionSettings`) with ``steps`` and any
+    other field given as a keyword replaced (``TypeError`` for an unknown field; ``ValueError``
+    from :meth:`ProjectionSettings.validate`)."""
+    s = copy.deepcopy(settings) if settings is not None else ProjectionSettings()
+    if steps is not None:
+        overrides["steps"] = steps
+    for key, value in overrides.items():
+        if not hasattr(s, key):
+            raise TypeError(f"invert() got an unknown setting {key!r}")
+        setattr(s, key, value)
+    return s.validate()
+
 
 def _w_stats(G: Generator, samples: int, seed: int) -> tuple[torch.Tensor, float]:
     """Mean ``w`` and its RMS spread, from seeded samples of the mapping network."""
@@ -97,6 +143,8 @@ def _check_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"target must be [N, {expected[0]}, {expected[1]}, {expected[2]}] images in [-1, 1] "
                          f"at the generator's resolution, got {tuple(target.shape)}; align the face first "
                          f"(inversion.align_face) to {G.img_resolution} px")
+    if not bool(torch.isfinite(target).all()):
+        raise ValueError("target images hold NaN or infinite values; give an image in [-1, 1]")
     if target.min() < -1.5 or target.max() > 1.5:
         raise ValueError("target images must be in [-1, 1] (got values outside [-1.5, 1.5]); "
                          "convert uint8 with x / 127.5 - 1")
@@ -229,15 +277,7 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
     """
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(METHODS)}")
-    s = copy.deepcopy(settings) if settings is not None else ProjectionSettings()
-    if steps is not None:
-        overrides["steps"] = steps
-    for key, value in overrides.items():
-        if not hasattr(s, key):
-            raise TypeError(f"invert() got an unknown setting {key!r}")
-        setattr(s, key, value)
-    if s.steps < 1 or (method == "pti" and s.pti_steps < 0):
-        raise ValueError(f"steps must be at least 1, got {s.steps}")
+    s = projection_settings(steps, settings, **overrides)
     target = _check_target(G, image)
     if perceptual is None:
         from ganbrush_core.metrics import lpips_model

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ganbrush_core.io import atomic_write, refuse_overwrite
+from ganbrush_core.npz import Member, NpzFileError, read_npz
 from stylegan_ops.checkpoints import generator_hash
 from stylegan_ops.networks import Generator, sample_w
 
@@ -38,6 +39,15 @@ LayerRange = tuple[int, int]
 
 class DirectionsFileError(ValueError):
     """A directions file that cannot be used (unreadable, another format, another generator)."""
+
+
+#: Largest directions file :func:`load_directions` reads (its arrays, decompressed): thousands of
+#: 512-d vectors fit; a hostile file cannot cost more.
+MAX_FILE_BYTES = 64 << 20
+_REDO = "recompute it with `ganbrush directions`"
+# What save_directions writes; anything else in a file is skipped without being decompressed.
+_MEMBERS: dict[str, Member] = {"meta": Member("U", ndim=0, max_bytes=16 << 20),
+                               r"vector/.+": Member("f", ndim=1, max_bytes=1 << 20)}
 
 
 @dataclass
@@ -148,19 +158,68 @@ def save_directions(path: str | os.PathLike, directions: list[Direction], G: Gen
     return path
 
 
-def load_directions(path: str | os.PathLike, G: Generator | None = None) -> dict[str, Direction]:
-    """Read a file of :func:`save_directions`; with ``G``, refuse one made for another generator."""
-    path = Path(path)
+def _damaged(path: Path, what: str) -> DirectionsFileError:
+    return DirectionsFileError(f"{path}: damaged ganbrush directions file ({what}); {_REDO}")
+
+
+def _read(path: Path, expected: dict[str, Member]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The checked ``meta`` object and the arrays of ``expected`` members (bounded memory)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            vectors = {k.split("/", 1)[1]: torch.from_numpy(f[k]) for k in f.files if k.startswith("vector/")}
-    except (OSError, ValueError, KeyError) as e:
-        raise DirectionsFileError(f"{path}: not a readable ganbrush directions file ({e})") from None
+        arrays = read_npz(path, expected, MAX_FILE_BYTES, what="ganbrush directions file", hint=_REDO)
+    except NpzFileError as e:
+        raise DirectionsFileError(str(e)) from None
+    if "meta" not in arrays:
+        raise DirectionsFileError(f"{path}: not a readable ganbrush directions file (no metadata); {_REDO}")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (ValueError, RecursionError):
+        raise _damaged(path, "its metadata is not JSON") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its metadata is a {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT_NAME:
-        raise DirectionsFileError(f"{path}: not a ganbrush directions file (format {meta.get('format')!r})")
+        raise DirectionsFileError(f"{path}: not a ganbrush directions file (format {str(meta.get('format'))[:40]!r})")
+    if not isinstance(meta.get("generator_hash"), str):
+        raise _damaged(path, "its metadata lacks 'generator_hash'")
+    return meta, arrays
+
+
+def read_generator_hash(path: str | os.PathLike) -> str:
+    """The generator hash a directions file was made for, reading only its metadata."""
+    meta, _ = _read(Path(path), {"meta": _MEMBERS["meta"]})
+    return meta["generator_hash"]
+
+
+def _entry(path: Path, d: object, vectors: dict[str, np.ndarray]) -> Direction:
+    """One checked ``meta["directions"]`` entry with its vector."""
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+        raise _damaged(path, "a direction without a name")
+    name = d["name"]
+    layers, scale = d.get("layers"), d.get("scale")
+    if not (isinstance(layers, list) and len(layers) == 2 and all(type(v) is int for v in layers)):
+        raise _damaged(path, f"direction {name[:40]!r} has no layer range")
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        raise _damaged(path, f"direction {name[:40]!r} has no scale")
+    if name not in vectors:
+        raise _damaged(path, f"direction {name[:40]!r} has no vector")
+    info = d.get("info", {})
+    return Direction(name, torch.from_numpy(np.asarray(vectors[name], dtype=np.float32)), (layers[0], layers[1]),
+                     float(scale), str(d.get("source", "")), info if isinstance(info, dict) else {})
+
+
+def load_directions(path: str | os.PathLike, G: Generator | None = None) -> dict[str, Direction]:
+    """Read a file of :func:`save_directions`; with ``G``, refuse one made for another generator.
+
+    Memory stays bounded whatever the file holds (only ``meta`` and ``vector/*`` members are read,
+    each checked from its header first); any problem is one :class:`DirectionsFileError` line."""
+    path = Path(path)
+    meta, arrays = _read(path, _MEMBERS)
     if G is not None and meta["generator_hash"] != generator_hash(G):
         raise DirectionsFileError(f"{path} holds directions of generator {meta['generator_hash']}, not of the "
                                   f"given one ({generator_hash(G)}); recompute them with `ganbrush directions`")
-    return {d["name"]: Direction(d["name"], vectors[d["name"]], tuple(d["layers"]), float(d["scale"]), d["source"],
-                                 d.get("info", {})) for d in meta["directions"]}
+    if not isinstance(meta.get("directions"), list):
+        raise _damaged(path, "its metadata lacks the list of directions")
+    vectors = {k.split("/", 1)[1]: v for k, v in arrays.items()}
+    directions = [_entry(path, d, vectors) for d in meta["directions"]]
+    if G is not None and any(d.vector.shape != (G.w_dim,) for d in directions):
+        raise _damaged(path, f"a vector is not {G.w_dim}-dimensional like this generator's w")
+    return {d.name: d for d in directions}

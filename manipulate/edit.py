@@ -17,23 +17,22 @@ edits as ``"smile=2"``, ``"age=-1.5"`` or ``"smile=2@0-5"`` (layers FIRST-LAST i
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ganbrush_core.checks import check_float
 from inversion.result import Inversion
 from manipulate.directions import (
     Direction,
-    DirectionsFileError,
     LayerRange,
     check_layers,
     load_directions,
     parse_layers,
+    read_generator_hash,
 )
 from manipulate.edits import move
 from stylegan_ops.checkpoints import generator_hash
@@ -58,6 +57,18 @@ ALIASES: dict[str, str] = {
 }
 
 
+#: Largest |strength| of an edit, in direction units (~1 standard deviation of sampled ``w`` each).
+#: Realistic edits stay within +-3 (the app's sliders reach 5); far beyond, the latent leaves the
+#: generator's domain and the photo gets noise pasted into it.
+MAX_STRENGTH = 10.0
+
+
+def check_strength(strength: object) -> float:
+    """``strength`` as a float; :class:`ValueError` unless it is finite with ``|strength| <=``
+    :data:`MAX_STRENGTH`. The one check of edit strengths (API, CLI, pipeline, app)."""
+    return check_float("edit strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
+
+
 class UnknownDirectionError(ValueError):
     """A direction name that none of the loaded directions files holds."""
 
@@ -73,11 +84,7 @@ def shipped_directions_files() -> list[Path]:
 
 def _file_generator_hash(path: Path) -> str:
     """The generator hash recorded in a directions file (read without loading its vectors)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return str(json.loads(str(f["meta"])).get("generator_hash", ""))
-    except (OSError, ValueError, KeyError) as e:
-        raise DirectionsFileError(f"{path}: not a readable ganbrush directions file ({e})") from None
+    return read_generator_hash(path)
 
 
 def available_directions(G: Generator, files: Sequence[str | os.PathLike] = ()) -> dict[str, Direction]:
@@ -127,6 +134,9 @@ class Edit:
     strength: float
     layers: LayerRange | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strength", check_strength(self.strength))  # frozen: set once, checked
+
 
 def parse_edit(text: str) -> Edit:
     """``"smile=2"``, ``"age=-1.5"``, ``"smile=2@0-5"`` (layers FIRST-LAST inclusive) -> :class:`Edit`."""
@@ -134,11 +144,16 @@ def parse_edit(text: str) -> Edit:
     value, at, layer_text = rest.partition("@")
     try:
         strength = float(value)
+        number = True
     except ValueError:
-        strength = float("nan")
-    if not sep or not name.strip() or not np.isfinite(strength) or (at and not layer_text.strip()):
+        strength, number = float("nan"), False
+    if not sep or not name.strip() or not number or (at and not layer_text.strip()):
         raise ValueError(f"bad edit {text!r}: write NAME=STRENGTH or NAME=STRENGTH@FIRST-LAST, e.g. smile=2 or "
                          f"smile=2@0-5")
+    try:
+        check_strength(strength)
+    except ValueError as e:
+        raise ValueError(f"bad edit {text!r}: {e}") from None
     return Edit(name.strip(), strength, parse_layers(layer_text.strip()) if at else None)
 
 

@@ -45,24 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_edit(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from PIL import Image
     from tqdm.auto import tqdm
 
-    from ganbrush_core.images import image_grid, save_pil
-    from ganbrush_core.io import refuse_overwrite
-    from inversion.photos import load_photo, save_photo
+    from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_grid, image_suffixes, save_pil
+    from ganbrush_core.io import check_output, write_all
+    from inversion.photos import load_photo
     from inversion.result import Inversion
     from manipulate.directions import parse_layers
-    from manipulate.edit import available_directions, edit
-    from manipulate.local_edit import composite, load_mask, local_edit
+    from manipulate.edit import available_directions, check_strength, edit
+    from manipulate.local_edit import check_local_edit_settings, composite, load_mask, local_edit
     from stylegan_ops.checkpoints import load_generator
 
-    refuse_overwrite([args.out, args.save_latent], args.force)
-    if args.save_latent and Path(args.save_latent).suffix != ".npz":
-        raise ValueError(f"--save-latent writes an inversion file ending in .npz, got {args.save_latent}")
+    # Every check that needs no file read comes first: outputs, numbers, flag combinations.
+    targets = [check_output(args.out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
+    if args.save_latent:
+        targets.append(check_output(args.save_latent, args.force, {".npz"}, "--save-latent"))
+    check_strength(args.strength)
+    check_local_edit_settings(args.local_steps)
     if args.composite and not args.mask:
         raise ValueError("--composite needs --mask (the region whose edit is pasted)")
-    if args.local_steps < 0:
-        raise ValueError(f"--local-steps must be at least 0, got {args.local_steps}")
+    if args.face < 0:
+        raise ValueError(f"--face must be 0 or more (0 = the largest face), got {args.face}")
     photo = load_photo(args.photo) if args.photo else None  # a bad photo fails before the slow steps
     layers = parse_layers(args.layers) if args.layers else None
     G = load_generator(args.generator)
@@ -79,19 +83,22 @@ def run_edit(args: argparse.Namespace) -> int:
         ws, image = local.ws, local.image
         if args.composite:
             image = composite(inv.render(G), image, mask)
-    out = Path(args.out)
     if photo is not None:
         from manipulate.transfer import transfer_edit
 
         aligned = face_of(photo, inv, G.img_resolution, args.face, args.detector)
-        save_photo(transfer_edit(photo, aligned, inv.render(G), image, args.render), out, force=args.force)
+        picture = Image.fromarray(transfer_edit(photo, aligned, inv.render(G), image, args.render))
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_pil(image_grid(image, ncols=len(image), pad=0), out)  # one face: the image itself; several: side by side
-    written = [str(out)]
+        picture = image_grid(image, ncols=len(image), pad=0)  # one face: the image itself; several: side by side
+    edited = None
     if args.save_latent:
         edited = dataclasses.replace(inv, ws=ws.cpu(), reconstruction=image.cpu(), history=[], final_losses={})
-        written.append(str(edited.save(args.save_latent, force=args.force)))
+    with write_all(targets, args.force) as tmp:  # both files or neither; no folder before they are written
+        options = {"quality": 95} if Path(args.out).suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+        save_pil(picture, tmp[0], force=True, **options)
+        if edited is not None:
+            edited.save(tmp[1], force=True)
+    written = [str(t) for t in targets]
     print(f"edited {args.inversion} along {args.direction} by {args.strength:+g}"
           f"{' inside the mask' if args.mask else ''}; wrote {', '.join(written)}")
     return 0

@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbrush_core.checks import check_float, check_int
 from ganbrush_core.masks import check_mask, read_mask
 from ganbrush_core.metrics import LPIPS_MIN_SIZE
+from inversion.project import MAX_LR, MAX_STEPS
 from manipulate.edit import EditResult
 from stylegan_ops.networks import Generator
 
@@ -87,6 +89,13 @@ def _lpips_input(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=(_LPIPS_MIN_SIZE, _LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
 
 
+def check_local_edit_settings(steps: object, lr: object = 0.01) -> None:
+    """:class:`ValueError` naming the range unless ``steps`` is a whole number in 0..``MAX_STEPS``
+    (the inversion's cap) and ``lr`` a finite number in (0, ``MAX_LR``]."""
+    check_int("local edit steps (--local-steps)", steps, 0, MAX_STEPS)
+    check_float("local edit lr", lr, 0, MAX_LR, lo_open=True)
+
+
 def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, steps: int = 100,
                lr: float = 0.01, noises: list[torch.Tensor] | None = None, progress: ProgressFn | None = None,
                perceptual: nn.Module | None = None, perceptual_weight: float = 1.0) -> EditResult:
@@ -105,8 +114,7 @@ def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask:
     if original.shape != edited.shape or original.ndim != 3 or tuple(original.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"original and edited must both be [N, {G.num_ws}, {G.w_dim}] ws, got "
                          f"{tuple(original.shape)} and {tuple(edited.shape)}")
-    if steps < 0:
-        raise ValueError(f"steps must be at least 0, got {steps}")
+    check_local_edit_settings(steps, lr)
     check_mask(mask, G.img_resolution, allow_empty=False, allow_full=True)
     device = G.w_avg.device
     if perceptual is None:

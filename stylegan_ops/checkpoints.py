@@ -59,9 +59,8 @@ def _read_ganbrush(path: Path) -> Generator:
 def _read_rosinality(path: Path) -> Generator:
     try:
         ckpt = rosinality.read(str(path))
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FormatError(f"refused or unreadable torch file: {first}") from e
+    except pickle.UnpicklingError as e:  # UnsafePickleError: ganbrush's own one line, never torch's advice
+        raise FormatError(str(e) if isinstance(e, UnsafePickleError) else "truncated or corrupt torch file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"truncated or corrupt torch file ({first})") from e

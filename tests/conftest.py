@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ FACE_SOURCES = ("celeba-10k", "utkface")
 
 def have_faces() -> bool:
     return all((DATA_ROOT / "faces" / d).is_dir() for d in FACE_SOURCES)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def usual_umask() -> Iterator[None]:
+    """Outputs take the umask's mode (``0o666 & ~umask``); the tests that expect 0644 files assume
+    the usual umask 022 whatever the runner's (002 is common), and their subprocesses inherit it."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from ganbrush_core.safe_pickle import torch_load_tensors
 from stylegan_ops.formats.common import FormatError, generator_from_state
 from stylegan_ops.networks import Generator, GeneratorConfig
 
@@ -19,9 +20,9 @@ LATENT_AVG_SAMPLES = 10_000
 
 
 def read(path: str) -> dict:
-    """``torch.load`` with ``weights_only=True``, allowing exactly ``argparse.Namespace`` beside tensors."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """``torch.load`` with ``weights_only=True``, allowing exactly ``argparse.Namespace`` beside tensors;
+    a refused file raises :class:`~ganbrush_core.safe_pickle.UnsafePickleError` (ganbrush's one line)."""
+    return torch_load_tensors(path, [argparse.Namespace])
 
 
 def is_rosinality_generator(sd: dict) -> bool:

@@ -2,14 +2,17 @@
 a headless Chromium (Playwright). Set GANBRUSH_SCREENSHOT=docs/app.png to also save the browser
 test's screenshot there (the README's picture)."""
 
+import dataclasses
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,36 +40,69 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python app.py --port N`` running until the module's tests are done; yields its URL."""
+@dataclasses.dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    temp: Path  # its GRADIO_TEMP_DIR: the app's work folder (ganbrush-app-*) is made in it
+    log: Path
+
+    def work_dir(self) -> Path:
+        (folder,) = self.temp.glob("ganbrush-app-*")
+        return folder
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> float:
+        """Send ``sig``; the seconds it took to exit (killed after ``timeout``: inf)."""
+        started = time.time()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+            return time.time() - started
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return float("inf")
+
+
+def start_app(folder: Path, *args: str) -> Server:
+    """``python app.py ARGS`` with its port from Gradio's ``GRADIO_SERVER_PORT`` (not ``--port``)
+    and ``GRADIO_TEMP_DIR`` in ``folder``; returns once it serves its page."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("app") / "server.log").open("w")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT, env=env)
+    log = folder / "server.log"
+    temp = folder / "gradio-temp"
+    # A heartbeat every second: a closed client session is noticed within a second, not 15.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(temp),
+           "GRADIO_HEARTBEAT_INTERVAL": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
-                    break
+                    return Server(proc, url, temp, log)
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            log.close()
-            pytest.fail(f"the app did not start; see {log.name}")
+            pytest.fail(f"the app did not start; see {log}")
         time.sleep(1)
-    yield url
-    proc.send_signal(signal.SIGINT)  # Ctrl-C: the app shuts down cleanly and removes its files
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The app running until the module's tests are done."""
+    server = start_app(tmp_path_factory.mktemp("app"))
+    yield server
+    server.stop(signal.SIGINT)  # Ctrl-C: the app shuts down cleanly and removes its files
+
+
+@pytest.fixture(scope="module")
+def server(app_server) -> str:
+    """The running app's URL."""
+    return app_server.url
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +240,9 @@ def test_bad_input_gives_one_line_error_and_the_app_keeps_serving(client, tmp_pa
         Image.new("RGB", (300, 200), (120, 140, 160)).save(photo)
     else:
         mask = tmp_path / "mask.png"
-        Image.new("L", (123, 45), 255).save(mask)
+        half = np.zeros((45, 123), np.uint8)
+        half[:, :60] = 255  # a real region, but neither the photo's size nor the face's
+        Image.fromarray(half).save(mask)
     with pytest.raises(AppError) as info:
         pipeline(client, photo, mask=mask, steps=1)
     message = str(info.value)
@@ -237,7 +275,7 @@ def test_browser_uploads_inverts_edits_and_shows_the_result(server, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(server)
             page.locator("#photo input[type=file]").set_input_files(str(src))
-            page.wait_for_selector("#photo img", timeout=30_000)
+            page.wait_for_selector("#photo-preview img", timeout=30_000)
             page.click("#find")
             page.wait_for_selector("#faces img", timeout=60_000)
             steps = page.locator("#steps input[type=number]")
@@ -263,3 +301,158 @@ def test_browser_uploads_inverts_edits_and_shows_the_result(server, tmp_path):
     target = os.environ.get("GANBRUSH_SCREENSHOT")
     if target:
         shutil.copyfile(tmp_path / "app.png", target)
+
+
+# -- hostile and careless inputs (issue 17) --------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of process ``pid``, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def png_bomb(path: Path, side: int) -> None:
+    """A 1-bit black ``side`` x ``side`` PNG, written without ever holding its pixels: a few KB on disk."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def one_line_error(info: pytest.ExceptionInfo, expected: str) -> str:
+    message = str(info.value)
+    assert expected in message and "Traceback" not in message and "\n" not in message.strip(), message
+    return message
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "rgba"])
+def test_uploaded_photo_is_read_as_the_cli_reads_it(client, tmp_path, kind):
+    from inversion.photos import load_photo
+
+    rgb = read(photo_path("laos"))
+    if kind == "16-bit":  # Gradio's converter clipped this to white: no face found
+        grey = np.asarray(Image.fromarray(rgb).convert("L"), np.uint16) * 257
+        photo = tmp_path / "laos16.png"
+        Image.fromarray(grey).save(photo)
+        assert Image.open(photo).mode.startswith("I;16")
+    else:  # transparent top-left corner over red: a viewer (and load_photo) shows white there
+        rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        rgba[:100, :100] = (255, 0, 0, 0)
+        photo = tmp_path / "laos_rgba.png"
+        Image.fromarray(rgba).save(photo)
+    faces, _, original = client.predict(handle_file(photo), "hog", api_name="/find_faces")
+    expected = load_photo(photo)
+    np.testing.assert_array_equal(read(original), expected)
+    assert len(faces) == 2
+    if kind == "rgba":
+        assert (expected[:100, :100] == 255).all()
+
+
+def test_a_bomb_is_refused_from_its_header(app_server, client, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    png_bomb(bomb, 12_000)  # 144 Mpx of 1-bit pixels: 432 MB once decoded to RGB
+    assert bomb.stat().st_size < 1_000_000
+    pid = app_server.proc.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = rss_mb(pid)
+    started = time.time()
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(bomb), "hog", api_name="/find_faces")
+    elapsed = time.time() - started
+    message = one_line_error(info, "over the limit")
+    assert "bomb.png" in message and str(app_server.temp) not in message  # the user's name, not the server's copy
+    assert elapsed < 2, f"refused after {elapsed:.1f} s"
+    assert rss_mb(pid, "VmHWM") - before < 500
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated"])
+def test_a_bad_upload_gets_the_apps_one_line_error(app_server, client, tmp_path, kind):
+    photo = tmp_path / "photo.jpg"
+    if kind == "text":
+        photo.write_text("this is not an image\n")
+    else:
+        data = photo_path("laos").read_bytes()
+        photo.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(photo), "hog", api_name="/find_faces")
+    assert str(app_server.temp) not in one_line_error(info, "not a readable image")
+
+
+def test_a_brush_over_the_whole_face_is_refused(client, tmp_path):
+    client.predict(handle_file(photo_path("laos")), "hog", api_name="/find_faces")
+    client.predict(0, "w+", 1, api_name="/invert")
+    for name, value in [("full", 255), ("empty", 0)]:
+        layer = np.zeros((256, 256, 4), np.uint8)
+        layer[..., :3], layer[..., 3] = 255, value
+        Image.fromarray(layer).save(tmp_path / f"{name}.png")
+    background = tmp_path / "face.png"
+    Image.new("RGB", (256, 256)).save(background)
+
+    def painted(name: str) -> dict:
+        return {"background": handle_file(background), "layers": [handle_file(tmp_path / f"{name}.png")],
+                "composite": None, "id": None}
+
+    with pytest.raises(AppError) as info:
+        client.predict(painted("full"), api_name="/predict_edges")
+    one_line_error(info, "covers 100% of the face")
+    with pytest.raises(AppError) as info:
+        client.predict(painted("full"), None, "edgeconnect", api_name="/regenerate")
+    one_line_error(info, "covers 100% of the face")
+    with pytest.raises(AppError) as info:
+        client.predict(painted("empty"), api_name="/predict_edges")
+    one_line_error(info, "paint the region")
+
+
+@pytest.mark.parametrize("how", ["cancel", "close"])
+def test_a_cancelled_inversion_stops_and_writes_nothing(app_server, how):
+    user = gradio_client.Client(app_server.url, verbose=False)
+    user.predict(handle_file(photo_path("laos")), "hog", api_name="/find_faces")
+    results = app_server.work_dir() / "results"
+    written = set(results.rglob("*"))
+    pid = app_server.proc.pid
+    job = user.submit(0, "w+", 2000, api_name="/invert")  # minutes of work
+    time.sleep(1)
+    busy = cpu_seconds(pid)
+    time.sleep(2)
+    assert cpu_seconds(pid) - busy > 1, "the inversion did not start"
+    if how == "cancel":
+        job.cancel()  # gradio_client's cancel: what the Stop button does
+    else:
+        user.close()  # the session goes away, like a closed browser tab
+    time.sleep(2)  # a step or two
+    idle = cpu_seconds(pid)
+    time.sleep(2)
+    assert cpu_seconds(pid) - idle < 0.5, "the inversion kept running after it was cancelled"
+    assert set(results.rglob("*")) == written
+
+
+def test_sigterm_stops_the_app_and_removes_its_files(tmp_path):
+    server = start_app(tmp_path, "--keep-results", "2")  # found on GRADIO_SERVER_PORT, so it is respected
+    try:
+        results = server.work_dir() / "results"
+        user = gradio_client.Client(server.url, verbose=False)
+        user.predict(handle_file(photo_path("laos")), "hog", api_name="/find_faces")
+        user.predict(0, "w+", 1, api_name="/invert")
+        first = {p for p in results.rglob("*") if p.is_file()}
+        time.sleep(2.5)
+        user.predict(0, "w+", 1, api_name="/invert")  # results older than --keep-results go
+        time.sleep(0.5)
+        now = {p for p in results.rglob("*") if p.is_file()}
+        assert first and now and not first & now, "old results are not expired"
+        user.submit(0, "w+", 2000, api_name="/invert")  # running when the app is told to stop
+        time.sleep(2)
+    finally:
+        took = server.stop(signal.SIGTERM)
+    assert took < 20, f"the app took {took:.0f} s to stop"
+    assert not list(server.temp.glob("ganbrush-app-*")), "the app left its files behind"

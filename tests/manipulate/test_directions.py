@@ -83,6 +83,46 @@ def test_directions_round_trip_and_are_refused_for_another_generator(G, tmp_path
         save_directions(tmp_path / "e.npz", [dirs[0], dirs[0]], G)
 
 
+def test_damaged_or_padded_directions_files_are_one_line_and_read_in_bounded_memory(G, tmp_path):
+    import json
+    import tracemalloc
+    import zipfile
+
+    import numpy as np
+
+    path = save_directions(tmp_path / "d.npz", sefa(G, num=2, scale_samples=200), G)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:  # ~64 MB of zeros, ~60 KB here
+        zf.writestr("junk.npy", b"\x93NUMPY" + bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        assert list(load_directions(path, G)) == ["sefa0", "sefa1"]  # the unknown member is never read
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files if k != "junk"}
+    meta = json.loads(str(arrays["meta"]))
+    variants = {
+        "list": [meta], "no_hash": {k: v for k, v in meta.items() if k != "generator_hash"},
+        "no_list": {k: v for k, v in meta.items() if k != "directions"},
+        "no_vector": {**meta, "directions": [*meta["directions"], {**meta["directions"][0], "name": "ghost"}]},
+        "bad_layers": {**meta, "directions": [{**meta["directions"][0], "layers": "0-5"}]},
+    }
+    for name, variant in variants.items():
+        np.savez(tmp_path / f"{name}.npz", **{**arrays, "meta": np.array(json.dumps(variant))})
+    np.savez(tmp_path / "wide.npz", **{**arrays, "vector/sefa0": np.zeros(G.w_dim + 1, np.float32)})
+    expected = {"cut": "not a readable ganbrush directions file", "list": "metadata is a list",
+                "no_hash": "lacks 'generator_hash'", "no_list": "lacks the list of directions",
+                "no_vector": "'ghost' has no vector", "bad_layers": "has no layer range", "wide": "32-dimensional"}
+    for name, match in expected.items():
+        with pytest.raises(DirectionsFileError, match=match) as e:
+            load_directions(tmp_path / f"{name}.npz", G)
+        assert "\n" not in str(e.value) and str(e.value).endswith("recompute it with `ganbrush directions`")
+
+
 def test_layer_ranges_are_parsed_inclusive_and_checked(G):
     assert parse_layers("0-5") == (0, 6)
     assert parse_layers("3") == (3, 4)
