@@ -627,7 +627,7 @@ def build_app(generator: str = "default", directions_files: tuple[str, ...] = ()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM (kill, systemd, docker stop) shuts down as Ctrl-C does
+    raise KeyboardInterrupt  # SIGTERM (kill, systemd, docker stop) and SIGINT shut down as Ctrl-C does
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -646,7 +646,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.keep_results <= 0:
         parser.error(f"--keep-results must be positive, got {args.keep_results}")
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: a process started from a non-interactive shell's background job inherits SIGINT as
+    # ignored, and Python then installs no Ctrl-C handler of its own.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     # Every image Pillow decodes in this process (Gradio's brush layers too) is refused above
     # MAX_PIXELS (Pillow raises at twice its limit); load_photo checks photos from the header itself.
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
