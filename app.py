@@ -406,13 +406,7 @@ class App:
         if painted is None or not painted.any():
             raise AppInputError("paint the region to regenerate on the face with the brush first")
         mask = _shrink_to(painted, session.aligned.res) >= 0.5
-        if not mask.any():
-            raise AppInputError("the painted region is too thin to cover a pixel of the face; paint it wider")
-        # Refused before any work, in the brush's terms; the pipeline's steps refuse the same masks.
-        if mask.mean() > pipe.MAX_MASK_COVERAGE:
-            raise AppInputError(f"the painted region covers {mask.mean():.0%} of the face: nothing is left to "
-                                f"regenerate it from; paint only the part to change (at most "
-                                f"{pipe.MAX_MASK_COVERAGE:.0%})")
+        pipe.check_aligned_mask(mask)  # before any work: too thin to cover a pixel, or nearly the whole face
         return mask
 
     def predict_edges(self, workspace: Workspace, brush: dict | None) -> dict:

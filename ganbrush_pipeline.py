@@ -42,7 +42,7 @@ from inpainting import Method as InpaintMethod
 from inpainting import inpaint, predict_edges
 from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
-from inversion.align import Detector, align_native, check_feather, paste_inside
+from inversion.align import Detector, align_native, check_feather, paste_inside, pick_face
 from inversion.project import projection_settings
 from manipulate import Direction, Edit, LayerRange, available_directions, edit, parse_edit, parse_layers
 from manipulate.directions import sefa
@@ -131,9 +131,7 @@ def align(photo: np.ndarray, faces: Sequence[Face], index: int, G: Generator) ->
     """Face ``index`` of ``faces`` aligned to ``G``'s resolution and framing."""
     if not faces:
         raise NoFaceError("no face to align; find the faces in the photo first")
-    if not 0 <= index < len(faces):
-        raise PipelineError(f"face {index} is out of range: {len(faces)} face(s) found, numbered 0..{len(faces) - 1}")
-    return align_face(photo, faces[index], G.img_resolution)
+    return align_face(photo, pick_face(faces, index, error=PipelineError), G.img_resolution)
 
 
 def face_tensor(face: np.ndarray) -> torch.Tensor:
@@ -265,7 +263,8 @@ def check_face_mask(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int
         _check_coverage(bool(m.any()), float(m.mean()))
 
 
-def _check_aligned_mask(m: np.ndarray) -> None:
+def check_aligned_mask(m: np.ndarray) -> None:
+    """:func:`check_face_mask` for a bool mask ``[r, r]`` already in the aligned frame."""
     _check_coverage(bool(m.any()), float(m.mean()))
 
 
@@ -274,7 +273,7 @@ def face_edges(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Canny outside the mask, predicted inside. float32 ``[r, r]`` in [0, 1]. A mask that marks
     nothing, or nearly the whole face, is refused (:func:`check_face_mask`)."""
     b = _as_bool_mask(mask)
-    _check_aligned_mask(b)
+    check_aligned_mask(b)
     m = torch.from_numpy(b.astype(np.float32))[None, None]
     return predict_edges(face_tensor(face), m)[0, 0].numpy()
 
@@ -290,7 +289,7 @@ def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = 
     if m.shape != face.shape[:2]:
         raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
                             f"{face.shape[0]}; draw the mask on the face")
-    _check_aligned_mask(m)
+    check_aligned_mask(m)
     return _inpaint_face(face, m, edges, method)
 
 
@@ -323,7 +322,7 @@ def photo_mask(mask: np.ndarray | str | os.PathLike, photo_shape: tuple[int, ...
     """The regenerated region in photo px (bool ``[H, W]``): a photo-sized mask as given, clipped
     to the aligned square (the only part the pipeline regenerates); an aligned-sized one warped
     out to the photo. Other sizes raise :class:`PipelineError`."""
-    m = read_mask_file(mask) if isinstance(mask, (str, os.PathLike)) else _as_bool_mask(mask)
+    m = _mask_array(mask)
     h, w = photo_shape[:2]
     photo_sized = m.shape == (h, w)
     square = np.ones((aligned.res, aligned.res), np.float32) if photo_sized else \
@@ -366,9 +365,7 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
     out = transfer_edit(photo, aligned, reconstruction, edited, rendering, feather=feather)
     if mask is None:
         return NativeRender(out)
-    region = photo_mask(mask, photo.shape, aligned)
-    if not region.any():
-        return NativeRender(out)
+    region = photo_mask(mask, photo.shape, aligned)  # not empty: check_face_mask saw to that
     native = align_native(out, aligned)
     n = native.res
     # The photo-px region in the native frame (native px -> photo px is native.to_photo).
@@ -427,7 +424,7 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
         check_face_mask(mask_array, photo.shape, aligned)
         mask = mask_for_face(mask_array, photo.shape, aligned)
         if Rendering(options.render) is Rendering.GENERATOR:
-            _check_aligned_mask(mask)  # regenerated at the generator's resolution: a thin stroke may vanish
+            check_aligned_mask(mask)  # regenerated at the generator's resolution: a thin stroke may vanish
     layers = parse_layers(options.layers) if isinstance(options.layers, str) else options.layers
     if options.inversion is not None:
         inv = load_inversion(options.inversion, G)

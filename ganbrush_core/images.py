@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -89,18 +90,31 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncols: int | 
 MAX_PIXELS = 64_000_000
 
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS, what: str = "image",
-               error: type[ValueError] = ValueError) -> Image.Image:
-    """Open an image file lazily (header only: no pixel is decoded) and refuse it, raising
-    ``error``, when ``width * height`` exceeds ``max_pixels`` (``None``: only Pillow's own
-    ~179 Mpx limit) or when it is no readable image. A missing file raises ``FileNotFoundError``.
+def check_pixels(name: str, width: int, height: int, max_pixels: int | None, what: str = "image",
+                 error: type[ValueError] = ValueError) -> None:
+    """Raise ``error`` (one line saying what size to downscale to) when ``width * height`` exceeds
+    ``max_pixels`` (``None``: no limit). ``name`` names the file, ``what`` the kind of picture."""
+    if max_pixels is not None and width * height > max_pixels:
+        shrink = (max_pixels / (width * height)) ** 0.5
+        raise error(f"{name}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the limit of "
+                    f"{max_pixels / 1e6:.1f} Mpx for a {what} (a decompression bomb, or a very large {what}): "
+                    f"downscale it to at most {max(1, int(width * shrink))}x{max(1, int(height * shrink))} px "
+                    "and try again")
+
+
+def open_image(src: str | os.PathLike | BinaryIO, max_pixels: int | None = MAX_PIXELS, what: str = "image",
+               error: type[ValueError] = ValueError, name: str | None = None) -> Image.Image:
+    """Open an image file (a path or a binary file object) lazily (header only: no pixel is
+    decoded) and refuse it, raising ``error``, when ``width * height`` exceeds ``max_pixels``
+    (``None``: only Pillow's own ~179 Mpx limit) or when it is no readable image. ``name`` names
+    it in messages (default: the path). A missing file raises ``FileNotFoundError``.
     Use it as a context manager; ``load()`` or ``convert()`` then decodes a bounded picture."""
-    path = Path(path)
+    name = name if name is not None else str(src)
     try:
         with warnings.catch_warnings():
             # Pillow warns above ~89 Mpx; the limit that matters is ours, checked just below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(src)
     except FileNotFoundError:
         raise
     except Image.DecompressionBombError as e:
@@ -108,17 +122,15 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS, wha
         count = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(count.group(1)) / 1e6:.1f} Mpx" if count else "a huge size"
         limit = f"{max_pixels / 1e6:.1f} Mpx" if max_pixels is not None else "Pillow's limit"
-        raise error(f"{path}: the header claims {size}, over the limit of {limit} for a {what} "
+        raise error(f"{name}: the header claims {size}, over the limit of {limit} for a {what} "
                     "(a decompression bomb?); refusing to decode it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise error(f"{path}: not a readable image ({type(e).__name__})") from None
-    width, height = img.size
-    if max_pixels is not None and width * height > max_pixels:
+        raise error(f"{name}: not a readable image ({type(e).__name__})") from None
+    try:
+        check_pixels(name, img.size[0], img.size[1], max_pixels, what, error)
+    except ValueError:
         img.close()
-        shrink = (max_pixels / (width * height)) ** 0.5
-        raise error(f"{path}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the limit of "
-                    f"{max_pixels / 1e6:.1f} Mpx for a {what} (a decompression bomb, or a very large {what}): "
-                    f"downscale it to at most {max(1, int(width * shrink))}x{max(1, int(height * shrink))} px")
+        raise
     return img
 
 

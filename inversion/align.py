@@ -228,6 +228,14 @@ def detect_faces(photo: np.ndarray, detector: Detector = "hog", upsample: int | 
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
 
+def pick_face(faces: list[Face], index: int, name: str = "face", error: type[ValueError] = ValueError) -> Face:
+    """``faces[index]`` (faces largest first, from :func:`detect_faces`), or ``error`` saying which
+    numbers exist; ``name`` is how the caller's user gives the index (e.g. ``"--face"``)."""
+    if not 0 <= index < len(faces):
+        raise error(f"{name} {index} is out of range: {len(faces)} face(s) found, numbered 0..{len(faces) - 1}")
+    return faces[index]
+
+
 def face_quad(landmarks: np.ndarray, framing: Framing = "ganbrush") -> np.ndarray:
     """float64 ``[4, 2]`` photo-px corners (top-left, bottom-left, bottom-right, top-right) of the
     oriented square of ``framing`` for 68 landmarks (see :class:`QuadRecipe`)."""

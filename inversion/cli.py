@@ -57,7 +57,7 @@ def _invert(args: argparse.Namespace, out: Path, targets: list[Path], settings: 
 
     from ganbrush_core.images import save_pil, to_uint8, uint8_to_float
     from ganbrush_core.io import write_all
-    from inversion.align import NoFaceError, align_face, detect_faces, paste_back
+    from inversion.align import NoFaceError, align_face, detect_faces, paste_back, pick_face
     from inversion.photos import load_photo
     from inversion.project import invert
     from stylegan_ops.checkpoints import load_generator
@@ -71,10 +71,7 @@ def _invert(args: argparse.Namespace, out: Path, targets: list[Path], settings: 
     for i, face in enumerate(faces):
         left, top, right, bottom = face.box
         print(f"face {i}: box ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f})")
-    if not 0 <= args.face < len(faces):
-        raise ValueError(f"--face {args.face} is out of range: {len(faces)} face(s) found, "
-                         f"numbered 0..{len(faces) - 1}")
-    aligned = align_face(photo, faces[args.face], G.img_resolution)
+    aligned = align_face(photo, pick_face(faces, args.face, "--face"), G.img_resolution)
     target = uint8_to_float(aligned.image)
     with tqdm(desc=f"invert ({args.method})", unit="step") as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from ganbrush_core.images import save_pil
+from ganbrush_core.images import check_pixels, open_image, save_pil
 from ganbrush_core.io import refuse_overwrite
 
 #: Default limit on width * height. 64 Mpx is an 8000 x 8000 photo, ~190 MB as uint8 RGB.
@@ -57,16 +55,6 @@ def _describe(src: object) -> str:
     return f"<{getattr(src, 'name', type(src).__name__)}>"
 
 
-def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        # Say what a user can do (downscale the photo, to a size that fits), not which keyword the API has.
-        shrink = (max_pixels / (width * height)) ** 0.5
-        fit_w, fit_h = max(1, int(width * shrink)), max(1, int(height * shrink))
-        raise PhotoError(f"{name}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the limit of "
-                         f"{max_pixels / 1e6:.1f} Mpx (a decompression bomb, or a very large photo): "
-                         f"downscale it to at most {fit_w}x{fit_h} px and try again")
-
-
 def _open(src: PhotoSource, name: str, max_pixels: int | None) -> Image.Image:
     """Open lazily (header only) and check the size before any pixel is decoded."""
     if isinstance(src, (str, os.PathLike)):
@@ -77,22 +65,7 @@ def _open(src: PhotoSource, name: str, max_pixels: int | None) -> Image.Image:
         fp = io.BytesIO(bytes(src))
     else:
         fp = src
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above ~89 Mpx; the limit that matters is ours, checked just below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)
-    except Image.DecompressionBombError as e:
-        # Pillow refuses above ~179 Mpx from the header itself, before we get to see the size.
-        count = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"{int(count.group(1)) / 1e6:.1f} Mpx" if count else "a size"
-        limit = f"{max_pixels / 1e6:.1f} Mpx" if max_pixels is not None else "Pillow's limit"
-        raise PhotoError(f"{name}: the header claims {size}, over the limit of {limit} (a decompression bomb?); "
-                         "refusing to decode it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise PhotoError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
-    _check_pixels(name, im.size[0], im.size[1], max_pixels)
-    return im
+    return open_image(fp, max_pixels, what="photo", error=PhotoError, name=name)
 
 
 def _float_to_uint8(a: np.ndarray) -> np.ndarray:
@@ -181,11 +154,11 @@ def load_photo(src: PhotoSource, max_pixels: int | None = MAX_PIXELS) -> np.ndar
     name = _describe(src)
     if isinstance(src, np.ndarray):
         if src.ndim >= 2:
-            _check_pixels(name, src.shape[1], src.shape[0], max_pixels)
+            check_pixels(name, src.shape[1], src.shape[0], max_pixels, "photo", PhotoError)
         return np.ascontiguousarray(_array_to_rgb(src, name))
     im = src if isinstance(src, Image.Image) else _open(src, name, max_pixels)
     if isinstance(src, Image.Image):
-        _check_pixels(name, im.size[0], im.size[1], max_pixels)
+        check_pixels(name, im.size[0], im.size[1], max_pixels, "photo", PhotoError)
     try:
         im.load()
         upright = ImageOps.exif_transpose(im)

@@ -113,12 +113,9 @@ def face_of(photo, inv, res: int, index: int, detector: str):
     the file keeps one) so that an edit is never carried onto another face."""
     import numpy as np
 
-    from inversion.align import align_face, detect_faces
+    from inversion.align import align_face, detect_faces, pick_face
 
-    faces = detect_faces(photo, detector=detector)
-    if not 0 <= index < len(faces):
-        raise ValueError(f"--face {index} is out of range: {len(faces)} face(s) found, numbered 0..{len(faces) - 1}")
-    aligned = align_face(photo, faces[index], res)
+    aligned = align_face(photo, pick_face(detect_faces(photo, detector=detector), index, "--face"), res)
     if inv.target is not None:
         from ganbrush_core.images import to_uint8
 

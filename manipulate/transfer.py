@@ -26,6 +26,7 @@ uint8 ``[H, W, 3]`` RGB; flow is float32 ``[r, r, 2]`` in aligned px (x, y) with
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -294,5 +295,5 @@ def transfer_edit(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
         face = np.clip(np.round(_as_hwc255(edited)), 0, 255).astype(np.uint8)
         return paste_back(photo, aligned, face, feather=feather)
     if rendering is Rendering.RESIDUAL:
-        options = TransferOptions(**{**options.__dict__, "use_flow": False})
+        options = dataclasses.replace(options, use_flow=False)
     return apply_transfer(photo, aligned, compute_transfer(reconstruction, edited, options), feather)

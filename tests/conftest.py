@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,17 @@ def photos_dir(data_root: Path) -> Path:
     if not photos.is_dir():
         pytest.skip(f"shared photos not found at {photos}")
     return photos
+
+
+@pytest.fixture(scope="session")
+def face(face_data_root: Path) -> torch.Tensor:
+    """CelebA 000001 cropped to the face and resized to 64 px: ``[1, 3, 64, 64]`` float in [0, 1]."""
+    from PIL import Image
+
+    path = face_data_root / "faces" / "celeba-10k" / "000001.jpg"
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB").crop((4, 24, 85, 105)).resize((64, 64), Image.Resampling.LANCZOS))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
 
 
 def _make_generator(res: int = 16, *, z_dim: int = 16, w_dim: int = 16, channel_base: int = 64,

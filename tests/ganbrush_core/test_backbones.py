@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ganbrush_core import backbones
 from ganbrush_core.backbones import (
@@ -48,14 +47,6 @@ def vgg_state(flax_tree):
 @pytest.fixture(scope="module")
 def features(vgg_state):
     return VGG16Features(vgg_state)
-
-
-@pytest.fixture(scope="module")
-def face(face_data_root):
-    path = face_data_root / "faces" / "celeba-10k" / "000001.jpg"
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB").crop((4, 24, 85, 105)).resize((64, 64), Image.Resampling.LANCZOS))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
 
 
 def _flax_conv_numpy(x_nhwc: np.ndarray, kernel_hwio: np.ndarray, bias: np.ndarray) -> np.ndarray:

