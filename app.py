@@ -19,7 +19,8 @@ its browser session closes, and writes nothing. The server listens where ``--hos
 (default: Gradio's ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``, else 127.0.0.1:7860); everything
 it writes (results, Gradio's copies of uploads) lives in one ``ganbrush-app-*`` folder (under
 ``GRADIO_TEMP_DIR`` if set), results expire after ``--keep-results`` seconds, and the folder is
-removed on exit (Ctrl-C or SIGTERM).
+removed on exit (Ctrl-C or SIGTERM). The models run on ``--device`` (default ``$GANBRUSH_DEVICE``,
+else CUDA when available, else the CPU); a GPU that is not there is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -354,8 +355,7 @@ class App:
         return self._inverted(workspace, session, aligned, pipe.load_inversion(npz, self.G), save=False,
                               rendering=rendering)
 
-    @staticmethod
-    def _render(session: Session, rendering: str, face: np.ndarray | None = None,
+    def _render(self, session: Session, rendering: str, face: np.ndarray | None = None,
                 mask: np.ndarray | None = None, edges: np.ndarray | None = None,
                 inpaint_method: str = InpaintMethod.EDGECONNECT.value) -> pipe.NativeRender:
         """The photo with the session's edit (and ``mask`` regenerated), as ``rendering`` says:
@@ -364,7 +364,7 @@ class App:
         if Rendering(rendering) is Rendering.GENERATOR:
             return pipe.NativeRender(pipe.paste(session.photo, session.aligned, face), face, edges)
         return pipe.render_native(session.photo, session.aligned, session.reconstruction, session.edited_render,
-                                  mask, edges, inpaint_method, rendering)
+                                  mask, edges, inpaint_method, rendering, device=self.device)
 
     def _inverted(self, workspace: Workspace, session: Session, aligned: AlignedFace, inv: Inversion,
                   save: bool, rendering: str = Rendering.NATIVE.value) -> tuple:
@@ -412,7 +412,7 @@ class App:
     def predict_edges(self, workspace: Workspace, brush: dict | None) -> dict:
         session = self._need(workspace, "inversion")
         mask = self._mask(session, brush)
-        edges = pipe.face_edges(session.edited, mask)
+        edges = pipe.face_edges(session.edited, mask, self.device)
         editor = {"background": _edges_image(edges), "layers": [], "composite": None}
         workspace.commit(session, dataclasses.replace(session, mask=mask, edges=edges))
         return editor
@@ -429,7 +429,7 @@ class App:
                 composite = np.asarray(edges_value["composite"])[..., :3].astype(np.float32).mean(axis=2) / 255
                 edges = (_shrink_to(composite, session.aligned.res) >= 0.5).astype(np.float32)
         if Rendering(rendering) is Rendering.GENERATOR:
-            face, used = pipe.inpaint_face(session.edited, mask, edges, method)
+            face, used = pipe.inpaint_face(session.edited, mask, edges, method, self.device)
             pasted = pipe.paste(session.photo, session.aligned, face)
         else:
             native = self._render(session, rendering, mask=mask, edges=edges, inpaint_method=method)
@@ -584,11 +584,11 @@ def _warm_up(G: Generator) -> None:
     neither wait for them nor build them concurrently."""
     from ganbrush_core.metrics import lpips_model
 
-    lpips_model("vgg")
+    lpips_model("vgg", device=module_device(G))
     face = np.zeros((G.img_resolution, G.img_resolution, 3), np.uint8)
     hole = np.zeros(face.shape[:2], bool)
     hole[: G.img_resolution // 2] = True
-    pipe.face_edges(face, hole)
+    pipe.face_edges(face, hole, module_device(G))
 
 
 def make_work_dir() -> Path:
@@ -605,10 +605,11 @@ def make_work_dir() -> Path:
 
 
 def create_app(generator: str = "default", directions_files: tuple[str, ...] = (),
-               keep_seconds: float = CACHE_SECONDS) -> App:
+               keep_seconds: float = CACHE_SECONDS, device: str | torch.device | None = None) -> App:
     """The handlers for ``generator`` (path or ``"default"``) with its directions; ``.build()``
-    gives the Gradio Blocks."""
-    G = load_generator(generator)
+    gives the Gradio Blocks. The models run on ``device`` (default ``"auto"``: CUDA when available,
+    else the CPU; see :mod:`ganbrush_core.devices`)."""
+    G = load_generator(generator, device=resolve_device(device))
     # Shared by concurrent requests: never trained here, so no request toggles its grad flags.
     G.eval().requires_grad_(False)
     _warm_up(G)
@@ -637,9 +638,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
     parser.add_argument("--keep-results", type=float, default=CACHE_SECONDS, metavar="SECONDS",
                         help=f"delete results and uploads older than this (default {CACHE_SECONDS})")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if args.keep_results <= 0:
         parser.error(f"--keep-results must be positive, got {args.keep_results}")
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")  # one line, before any model is loaded
     # SIGINT too: a process started from a non-interactive shell's background job inherits SIGINT as
     # ignored, and Python then installs no Ctrl-C handler of its own.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -648,7 +654,7 @@ def main(argv: list[str] | None = None) -> None:
     # MAX_PIXELS (Pillow raises at twice its limit); load_photo checks photos from the header itself.
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    app = create_app(args.generator, tuple(args.directions), args.keep_results)
+    app = create_app(args.generator, tuple(args.directions), args.keep_results, device)
     demo = app.build()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     try:

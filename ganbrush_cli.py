@@ -7,6 +7,9 @@ import os
 import sys
 
 import ganbrush_pipeline
+from ganbrush_compare import cli as compare_cli
+from ganbrush_core import distributed
+from ganbrush_core.devices import resolve_device
 from inpainting import cli as inpainting_cli
 from inversion import cli as inversion_cli
 from manipulate import cli as manipulate_cli
@@ -28,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit_cli.register(sub)
     inpainting_cli.register(sub)
     ganbrush_pipeline.register(sub)
+    compare_cli.register(sub)
     inpainting_cli.register_train(train_sub)
     manipulate_cli.register_train(train_sub)
     return parser
@@ -36,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None) is not None:
+            # Before any work: `--device cuda` without a GPU is one line, not a traceback after loading.
+            args.device = resolve_device(args.device)
         return args.func(args)
     except USER_ERRORS as e:
         if os.environ.get("GANBRUSH_DEBUG"):
@@ -43,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"ganbrush: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()  # a trainer under torchrun started a process group (a no-op otherwise)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from ganbrush_core.devices import add_device_argument, module_device, on_device, resolve_device
 from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_suffixes, to_uint8, uint8_to_float
 from ganbrush_core.io import check_output, write_all
 from ganbrush_core.masks import read_mask
@@ -83,6 +84,10 @@ class PipelineOptions:
     the optimisation; ``method``/``steps`` are then unused). ``directions_files``: extra
     directions ``.npz`` files. ``render``: ``"native"`` (the photo's own pixels carry the change)
     or ``"generator"`` / ``"residual"`` for comparison (see :class:`~manipulate.transfer.Rendering`).
+    ``device``: where the generator, LPIPS and EdgeConnect run (``"cpu"``, ``"cuda"``, ... see
+    :mod:`ganbrush_core.devices`); ``None``: the given generator's device, or ``"auto"`` for the
+    shipped one. dlib and OpenCV run on the CPU. ``mixed_precision``: the inversion's
+    :attr:`~inversion.project.ProjectionSettings.mixed_precision` (``None``: its default).
     """
 
     edits: Sequence[Edit | str] = ()
@@ -99,6 +104,8 @@ class PipelineOptions:
     directions_files: Sequence[str | os.PathLike] = ()
     seed: int = 0
     render: Rendering | str = Rendering.NATIVE
+    device: str | torch.device | None = None
+    mixed_precision: bool | None = None
 
 
 @dataclass
@@ -268,33 +275,36 @@ def check_aligned_mask(m: np.ndarray) -> None:
     _check_coverage(bool(m.any()), float(m.mean()))
 
 
-def face_edges(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def face_edges(face: np.ndarray, mask: np.ndarray, device: str | torch.device | None = None) -> np.ndarray:
     """EdgeConnect's edge map for ``face`` (uint8 ``[r, r, 3]``) with ``mask`` (bool ``[r, r]``):
     Canny outside the mask, predicted inside. float32 ``[r, r]`` in [0, 1]. A mask that marks
-    nothing, or nearly the whole face, is refused (:func:`check_face_mask`)."""
+    nothing, or nearly the whole face, is refused (:func:`check_face_mask`). G1 runs on ``device``
+    (``None``: the CPU)."""
     b = _as_bool_mask(mask)
     check_aligned_mask(b)
     m = torch.from_numpy(b.astype(np.float32))[None, None]
-    return predict_edges(face_tensor(face), m)[0, 0].numpy()
+    return predict_edges(face_tensor(face), m, device=device)[0, 0].numpy()
 
 
 def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = None,
-                 method: str = InpaintMethod.EDGECONNECT.value) -> tuple[np.ndarray, np.ndarray | None]:
+                 method: str = InpaintMethod.EDGECONNECT.value, device: str | torch.device | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Regenerate the masked region of ``face`` (uint8 ``[r, r, 3]``; ``mask`` bool ``[r, r]``,
     True = regenerate). ``edges`` (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
     predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
     unchanged) and the edge map used (``None`` for the classical methods). A mask that marks
-    nothing, or nearly the whole face, is refused (:func:`check_face_mask`)."""
+    nothing, or nearly the whole face, is refused (:func:`check_face_mask`). EdgeConnect runs on
+    ``device`` (``None``: the CPU)."""
     m = _as_bool_mask(mask)
     if m.shape != face.shape[:2]:
         raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
                             f"{face.shape[0]}; draw the mask on the face")
     check_aligned_mask(m)
-    return _inpaint_face(face, m, edges, method)
+    return _inpaint_face(face, m, edges, method, device)
 
 
-def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, method: str
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, method: str,
+                  device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`inpaint_face` without the coverage check: :func:`render_native` checks the user's
     mask once, then inpaints a shrunk copy whose hole is dilated (every low pixel touching it)."""
     if not m.any():
@@ -306,7 +316,9 @@ def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, met
             raise PipelineError(f"the edge map is {e.shape[1]}x{e.shape[0]} px but the face is {m.shape[1]}x"
                                 f"{m.shape[0]}; predict the edges again")
         e = torch.from_numpy(np.clip(e, 0, 1))[None, None]
-    result = inpaint(face_tensor(face), torch.from_numpy(m.astype(np.float32))[None, None], e, method=method)
+    mask_t = torch.from_numpy(m.astype(np.float32))[None, None]
+    is_edgeconnect = method == InpaintMethod.EDGECONNECT  # the classical methods run on the CPU
+    result = inpaint(face_tensor(face), mask_t, e, method=method, device=device if is_edgeconnect else None)
     out = to_uint8(result.image)[0]
     out[~m] = face[~m]  # exactly the input outside the hole, whatever the float round trip did
     return out, None if result.edges is None else result.edges[0, 0].numpy()
@@ -347,7 +359,8 @@ class NativeRender:
 def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch.Tensor, edited: torch.Tensor,
                   mask: np.ndarray | str | os.PathLike | None = None, edges: np.ndarray | None = None,
                   inpaint_method: str = InpaintMethod.EDGECONNECT.value,
-                  rendering: Rendering | str = Rendering.NATIVE, feather: float = 0.1) -> NativeRender:
+                  rendering: Rendering | str = Rendering.NATIVE, feather: float = 0.1,
+                  device: str | torch.device | None = None) -> NativeRender:
     """The result at the photo's own resolution.
 
     The change from ``reconstruction`` to ``edited`` (renders, float ``[1, 3, r, r]``) is carried to
@@ -357,7 +370,8 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
     :func:`inpaint_face`) and scaled back up with the photo's own fine detail added
     (:func:`~inpainting.residual_aggregation.inpaint_native`). Pixels that neither the edit nor
     the mask touch are bit-identical to ``photo``. A mask that marks nothing on the face, or
-    nearly all of it, is refused before any work (:func:`check_face_mask`).
+    nearly all of it, is refused before any work (:func:`check_face_mask`). EdgeConnect runs on
+    ``device`` (``None``: the CPU); the flow, warps and compositing on the CPU (OpenCV).
     """
     if mask is not None:
         mask = _mask_array(mask)
@@ -375,7 +389,7 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
 
     def inpaint_low(image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
         user_edges = edges if edges is not None and np.shape(edges) == low_mask.shape else None
-        low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges, inpaint_method)
+        low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges, inpaint_method, device)
         return low["face"]
 
     filled = inpaint_native(native.image, hole, inpaint_low, low_size=aligned.res)
@@ -385,7 +399,8 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
 # -- the whole pipeline ------------------------------------------------------------------------------
 def check_options(options: PipelineOptions) -> tuple[Edit, ...]:
     """Refuse (one-line :class:`ValueError`) options that need no photo to be found wrong: bad or
-    out-of-range edit strengths, inversion steps or seed, feather, face index, rendering, methods.
+    out-of-range edit strengths, inversion steps or seed, feather, face index, rendering, methods,
+    a device that is not here (``cuda`` without a GPU).
     Returns the edits parsed. :func:`run_pipeline` calls it first, so a refusal costs no time."""
     plan = tuple(parse_edit(e) if isinstance(e, str) else e for e in options.edits)
     if isinstance(options.layers, str):
@@ -409,14 +424,17 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
                  ) -> PipelineResult:
     """Run every step on ``photo`` (uint8 ``[H, W, 3]`` RGB, e.g. from :func:`inversion.load_photo`).
     ``G`` defaults to the shipped generator; ``progress`` sees every inversion step; ``directions``
-    defaults to :func:`directions_for` ``G`` and ``options.directions_files``.
+    defaults to :func:`directions_for` ``G`` and ``options.directions_files``. The models run on
+    ``options.device`` (a copy of ``G`` when it is elsewhere); the result is on the CPU.
 
     Options are checked before any work (:func:`check_options`), the mask right after the face is
     aligned and before the inversion (:func:`check_face_mask`: an empty mask, or one covering
     nearly the whole face, is refused)."""
     plan = check_options(options)
     mask_array = check_mask_alone(options.mask) if options.mask is not None else None
-    G = G if G is not None else load_generator("default")
+    G = on_device(G, options.device) if G is not None else \
+        load_generator("default", device=resolve_device(options.device))
+    device = module_device(G)
     faces = find_faces(photo, options.detector)
     aligned = align(photo, faces, options.face, G)
     mask = None
@@ -438,11 +456,11 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
     if rendering is Rendering.GENERATOR:
         face, edges = edited, None
         if mask is not None:
-            face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method)
+            face, edges = inpaint_face(edited, mask, options.edges, options.inpaint_method, device)
         result = paste(photo, aligned, face, options.feather)
     else:
         native = render_native(photo, aligned, reconstruction, edited_render, mask_array, options.edges,
-                               options.inpaint_method, rendering, options.feather)
+                               options.inpaint_method, rendering, options.feather, device)
         result, edges = native.photo, native.edges
         face = native.face if native.face is not None else edited
     return PipelineResult(photo=result, aligned=aligned, inversion=inv, edited=edited, face=face, faces=faces,
@@ -452,6 +470,7 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
 # -- CLI ------------------------------------------------------------------------------------------
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ganbrush pipeline`` to the ``ganbrush`` command."""
+    from inversion.cli import add_mixed_precision_argument
     from inversion.project import METHODS
 
     p = subparsers.add_parser(
@@ -481,6 +500,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default); generator: paste the generator's render scaled up (for comparison)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_mixed_precision_argument(p)
+    add_device_argument(p)
     p.set_defaults(func=run_cli)
 
 
@@ -500,12 +521,13 @@ def run_cli(args: argparse.Namespace) -> int:
                               mask=None, face=args.face, detector=args.detector, method=args.method,
                               steps=args.steps, inversion=args.inversion, feather=args.feather,
                               inpaint_method=args.inpaint_method, directions_files=tuple(args.directions),
-                              seed=args.seed, render=args.render)
+                              seed=args.seed, render=args.render, device=args.device,
+                              mixed_precision=args.mixed_precision)
     check_options(options)
     photo = load_photo(args.photo)
     if args.mask:
         options = dataclasses.replace(options, mask=check_mask_alone(args.mask))  # read once, checked at once
-    G = load_generator(args.generator)
+    G = load_generator(args.generator, device=args.device)
     with tqdm(desc=f"invert ({args.method})", unit="step", disable=args.inversion is not None) as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
             bar.total = total

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ganbrush_core.backbones import inception_path, load_inception
+from ganbrush_core.devices import on_device, resolve_device
 from ganbrush_core.faces import IMAGES_FILE, iter_batches, load_images, read_meta
 from ganbrush_core.images import uint8_to_float
 from ganbrush_core.io import atomic_path
@@ -157,7 +158,7 @@ def features_from_generator(G: nn.Module, num: int, batch: int = 16, seed: int =
                             extractor: InceptionFeatures | None = None, device: str | torch.device = "cpu",
                             progress: bool = True) -> np.ndarray:
     """Inception features of ``num`` generator samples (z ~ N(0, I) with ``seed``, constant noise)."""
-    G = G.eval().to(device)
+    G = on_device(G, device).eval()  # a copy when elsewhere: the caller's model stays where it is
     return features_from_images(generated_images(G, num, batch, seed, truncation_psi, device=device),
                                 batch_size=batch, extractor=extractor, device=device, total=num,
                                 progress=progress, desc="inception (generated)")
@@ -310,6 +311,7 @@ def fid_generator_vs_data(G: nn.Module, data_dirs: Sequence[str | os.PathLike], 
                           progress: bool = True) -> FIDResult:
     """FID of ``num`` samples of ``G`` against the union of the packed face sets ``data_dirs``
     (the generation protocol: all real train + held-out faces at the model's resolution)."""
+    device = resolve_device(device)
     start = time.perf_counter()
     for d in data_dirs:
         res = int(read_meta(d)["res"])

@@ -18,6 +18,29 @@ Every ganbrush trainer (StyleGAN, EdgeConnect, the attribute classifier, and tho
   run killed between the checkpoint and its log line (or after logging steps past its last
   checkpoint) never logs an interval twice;
 - the tqdm progress bar.
+
+Several processes (``torchrun --nproc-per-node N -m ganbrush_cli train ...``): the run starts
+the process group from torchrun's environment (:mod:`ganbrush_core.distributed`; nothing changes
+in one process). Only rank 0 reads the checkpoint (and sends it to the others), writes files,
+calls :meth:`Trainable.sample` and shows progress; the statistics of a step are averaged over the
+ranks. The checkpoint holds no per-rank state, so a run resumes under any world size. A trainer
+joins in by following the pattern of ``stylegan_ops.train``:
+
+1. ``run = TrainingRun(run_dir, config, resume_from=..., device=device)`` first, then build the
+   trainer on ``run.device`` (``cuda`` becomes this rank's GPU) with the seed of the config, the
+   same on every rank;
+2. data from :func:`ganbrush_core.distributed.sharded_loader` with the *global* batch, wrapped in
+   :class:`ResumableBatches` (each rank gets its rows of every global batch);
+3. per-sample random numbers from ``randn_rows`` / ``rand_rows`` / ``randint_rows`` (each rank
+   its rows of one global draw), never a per-rank seed;
+4. ``average_gradients(params)`` before every ``optimizer.step()``, ``average_`` for running
+   statistics that the step updates (e.g. BatchNorm's), and losses that are means over the rows;
+5. ``images_seen`` and anything that depends on the batch size (EMA half-life, learning-rate
+   schedules) counted in global images.
+
+With the same seed and global batch, N ranks then train as one process does, up to float
+rounding (``tests/stylegan_ops/test_train.py`` checks it), except for randomness drawn while
+loading data (e.g. ``FaceDataset(xflip=True)``), which differs per rank.
 """
 
 from __future__ import annotations
@@ -37,6 +60,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganbrush_core import distributed
+from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import save_image_grid
 from ganbrush_core.io import atomic_path, write_text
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
@@ -47,7 +72,8 @@ LOG_FILE = "log.jsonl"
 PLOT_FILE = "losses.png"
 
 #: Checkpoint keys the loop owns; a trainer's ``state_dict`` must not use them.
-LOOP_KEYS = frozenset({"step", "history", "config", "torch_rng", "python_rng", "numpy_rng", "cuda_rng"})
+LOOP_KEYS = frozenset({"step", "history", "config", "torch_rng", "python_rng", "numpy_rng", "cuda_rng",
+                       "cuda_rng_device"})
 #: Record fields that are bookkeeping, not curves: never plotted by default.
 BOOKKEEPING = frozenset({"step", "kimg", "images_seen", "images_per_s", "steps_per_s"})
 PLOT_COLUMNS = 4  # panels per row of losses.png
@@ -131,6 +157,8 @@ def rng_state() -> dict[str, Any]:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        # A rank of a multi-GPU run draws on its own GPU only: the state every rank restores.
+        state["cuda_rng_device"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -148,6 +176,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     cuda = state.get("cuda_rng")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+    if "cuda_rng_device" in state and torch.cuda.is_available() and distributed.current().size > 1:
+        torch.cuda.set_rng_state(state["cuda_rng_device"])
 
 
 class _ForkedRng:
@@ -337,19 +367,40 @@ class TrainingRun:
     ``config`` so the trainer is rebuilt as it was; then :meth:`train` loads the state into the
     trainer and runs. A ``run_dir`` that already holds a checkpoint is refused unless it is the
     one resumed or ``force`` (start over).
+
+    Under ``torchrun`` it starts the process group (:func:`ganbrush_core.distributed.setup` for
+    ``device``); :attr:`world` is this process's place and :attr:`device` the device its trainer
+    uses. Rank 0 alone checks and reads the run folder and sends the outcome to the others, so
+    every rank raises the same error or gets the same state.
     """
 
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any], resume_from: str | Path | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, device: str | torch.device = "cpu") -> None:
+        device = resolve_device(device)  # "auto", "cuda", "cuda:N" as everywhere in ganbrush
+        self.world = distributed.setup(device)
+        self.device = self.world.device(device)
         self.folder = RunFolder(run_dir)
         self.resume_from = Path(resume_from) if resume_from is not None else None
+        error, state = None, None
+        if self.world.main:
+            try:
+                state = self._read(force)
+            except TrainError as e:
+                error = e
+        if self.world.size > 1:
+            error, state = distributed.broadcast_object((error, state))
+        if error is not None:
+            raise error
+        self.state = state
+        self.config: dict[str, Any] = json.loads(self.state["config"]) if self.state is not None else dict(config)
+        self.history: list[dict[str, Any]] = []
+
+    def _read(self, force: bool) -> dict[str, Any] | None:
         same_run = self.resume_from is not None and self.resume_from.resolve() == self.folder.path.resolve()
         if self.folder.checkpoint.exists() and not same_run and not force:
             raise RunExistsError(f"{self.folder.path} already holds a run; pass --resume {self.folder.path} "
                                  "to continue it")
-        self.state = RunFolder(self.resume_from).read_checkpoint() if self.resume_from is not None else None
-        self.config: dict[str, Any] = json.loads(self.state["config"]) if self.state is not None else dict(config)
-        self.history: list[dict[str, Any]] = []
+        return RunFolder(self.resume_from).read_checkpoint() if self.resume_from is not None else None
 
     @property
     def resumed(self) -> bool:
@@ -383,12 +434,22 @@ class TrainingRun:
         record.update({k: float(np.mean(v)) for k, v in sums.items() if all(math.isfinite(x) for x in v)})
         return record
 
+    def _sample(self, trainer: Trainable) -> Sample | None:
+        if self.world.size == 1:
+            return trainer.sample()
+        if not self.world.main:
+            return None
+        with _ForkedRng():  # rank 0 alone draws here: keep its random states in step with the others'
+            return trainer.sample()
+
     def _end_interval(self, trainer: Trainable, record: dict[str, Any], position: int, x_key: str,
                       plot_keys: Sequence[str] | None) -> None:
-        sample = trainer.sample()
+        sample = self._sample(trainer)
         if sample is not None:
             record.update(sample.metrics)
         self.history.append(record)
+        if not self.world.main:
+            return
         self.folder.path.mkdir(parents=True, exist_ok=True)
         trainer.save_weights(self.folder.path)
         self.folder.write_checkpoint(self.checkpoint_state(trainer))  # first: see the module docstring
@@ -408,16 +469,18 @@ class TrainingRun:
         the last record) is logged and the checkpoint, sample grid and plot are written. With
         ``log_every`` a record is also logged every ``log_every`` steps in between. ``x_key`` is
         the plot's x axis, ``plot_keys`` the name prefixes plotted, ``postfix`` the statistics the
-        progress bar shows.
+        progress bar shows. Under torchrun every rank calls this; rank 0 writes the files.
         """
         if unit not in ("step", "img"):
             raise ValueError(f"unit must be 'step' or 'img', got {unit!r}")
         if interval < 1 or (log_every is not None and log_every < 1):
             raise ValueError(f"interval ({interval}) and log_every ({log_every}) must be >= 1")
         self._restore(trainer)
-        self.folder.path.mkdir(parents=True, exist_ok=True)
-        self.folder.write_config(self.config)
-        self.folder.rewrite_log(self.history)  # drops lines logged past the checkpoint before a kill
+        main = self.world.main
+        if main:
+            self.folder.path.mkdir(parents=True, exist_ok=True)
+            self.folder.write_config(self.config)
+            self.folder.rewrite_log(self.history)  # drops lines logged past the checkpoint before a kill
 
         def position() -> int:
             return trainer.step if unit == "step" else int(trainer.images_seen)
@@ -426,11 +489,11 @@ class TrainingRun:
         count = (lambda: trainer.images_seen) if per_image else (lambda: trainer.step)
         pos = position()
         boundary = (pos // interval + 1) * interval
-        bar = tqdm(total=total, initial=min(pos, total), unit=unit, disable=not progress, desc=desc)
+        bar = tqdm(total=total, initial=min(pos, total), unit=unit, disable=not (progress and main), desc=desc)
         sums: dict[str, list[float]] = {}
         t0, count0 = time.perf_counter(), count()
         while pos < total:
-            stats = trainer.train_step()
+            stats = distributed.mean_stats(trainer.train_step())
             for k, v in stats.items():
                 sums.setdefault(k, []).append(float(v))
             new = position()
@@ -448,6 +511,8 @@ class TrainingRun:
                     boundary = (pos // interval + 1) * interval
                 else:
                     self.history.append(record)
-                    self.folder.append_log(record)
+                    if main:
+                        self.folder.append_log(record)
         bar.close()
+        distributed.barrier()  # every rank returns once rank 0 has written the last interval
         return trainer

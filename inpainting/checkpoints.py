@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganbrush_core.devices import resolve_device
 from ganbrush_core.io import refuse_overwrite
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 from ganbrush_core.weights import WeightsFileError, read_safetensors, save_safetensors
@@ -179,7 +180,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     except CheckpointError as e:
         message = str(e)
         raise CheckpointError(message if message.startswith(str(p)) else f"{p}: {message}") from e
-    return net.eval().to(device)
+    return net.eval().to(resolve_device(device))
 
 
 def default_weights() -> tuple[Path, Path]:

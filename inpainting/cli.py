@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganbrush_core.devices import add_device_argument, resolve_device
 from inpainting.edges import DEFAULT_SIGMA
 from inpainting.inpaint import Method
 from inpainting.masks import INVERTED_RATIO
@@ -55,7 +56,8 @@ def _inpaint(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.edges} is {edges.shape[-1]}x{edges.shape[-2]} but {args.image} is {w}x{h}")
     model = None
     if method is Method.EDGECONNECT:
-        model = load_edgeconnect(*args.weights) if args.weights else load_edgeconnect()
+        model = load_edgeconnect(*args.weights, device=args.device) if args.weights else \
+            load_edgeconnect(device=args.device)
     result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma)
     with write_all(targets, args.force) as tmp:  # both files or neither
         write_image(result.image, tmp[0], force=True)
@@ -83,16 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--invert-mask", action="store_true", help="black = hole instead of white")
     p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite output files")
+    add_device_argument(p)
     p.set_defaults(func=_inpaint)
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _train_edgeconnect(args: argparse.Namespace) -> int:
+    from ganbrush_core import distributed
     from inpainting.data import EdgeConnectFaces
     from inpainting.train import PRESETS, TrainConfig, train
 
@@ -101,9 +99,11 @@ def _train_edgeconnect(args: argparse.Namespace) -> int:
         ("edge_weights", args.edge_weights), ("init_inpaint", args.init_inpaint)) if value is not None}
     cfg = TrainConfig(stage=args.stage, **{**PRESETS[args.preset], **overrides})
     dataset = EdgeConnectFaces(args.data, sigma=cfg.sigma, xflip=cfg.xflip)
-    workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
+    workers = args.workers if args.workers is not None else (8 if resolve_device(args.device).type == "cuda" else 0)
     trainer = train(cfg, dataset, args.out, steps=args.steps, device=args.device, resume_from=args.resume,
                     workers=workers)
+    if not distributed.current().main:  # under torchrun rank 0 alone reports
+        return 0
     written = [p.name for p in sorted(Path(args.out).glob("*_generator.safetensors"))]
     print(f"{args.out}: stage {trainer.cfg.stage.value}, {trainer.step} steps, {dataset.res} px; "
           f"generators: {', '.join(written)}")
@@ -132,7 +132,7 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--interval", type=int, default=None, help="steps between checkpoints and samples")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    add_device_argument(p)
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader processes for loading and Canny (default: 8 on CUDA, 0 on CPU)")
     p.set_defaults(func=_train_edgeconnect)

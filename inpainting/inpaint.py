@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ganbrush_core.devices import module_device, on_device, resolve_device
 from ganbrush_core.masks import check_mask
 from inpainting.checkpoints import EdgeConnect, load_edgeconnect
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
@@ -63,9 +64,9 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") ->
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
-@functools.lru_cache(maxsize=1)
-def _default_model() -> EdgeConnect:
-    return load_edgeconnect()
+@functools.lru_cache(maxsize=2)
+def _default_model(device: torch.device) -> EdgeConnect:
+    return load_edgeconnect(device=device)
 
 
 def _edge_maps(model: EdgeConnect, image01: torch.Tensor, mask: torch.Tensor, user_edges: torch.Tensor | None,
@@ -78,14 +79,16 @@ def _edge_maps(model: EdgeConnect, image01: torch.Tensor, mask: torch.Tensor, us
     return inside * mask + known_edges * (1 - mask)
 
 
-def _prepare(model: EdgeConnect | None, image: torch.Tensor, mask: torch.Tensor
-             ) -> tuple[EdgeConnect, torch.Tensor, torch.Tensor]:
+def _prepare(model: EdgeConnect | None, image: torch.Tensor, mask: torch.Tensor,
+             device: str | torch.device | None) -> tuple[EdgeConnect, torch.Tensor, torch.Tensor]:
     check_image(image)
     check_mask(mask, tuple(image.shape[-2:]))
     if mask.shape[0] != image.shape[0]:
         raise ValueError(f"{image.shape[0]} images but {mask.shape[0]} masks")
-    model = model if model is not None else _default_model()
-    device = next(model.parameters()).device
+    if model is None:
+        model = _default_model(resolve_device("cpu" if device is None else device))
+    model = on_device(model, device)
+    device = module_device(model)
     image01 = _pad_to_multiple((image.to(device, torch.float32) + 1) / 2, SIZE_MULTIPLE)
     # Padding is known (0): replicated border pixels, never part of the hole.
     mask_p = _pad_to_multiple(mask.to(device, torch.float32), SIZE_MULTIPLE, mode="constant")
@@ -94,22 +97,25 @@ def _prepare(model: EdgeConnect | None, image: torch.Tensor, mask: torch.Tensor
 
 @torch.no_grad()
 def predict_edges(image: torch.Tensor, mask: torch.Tensor, model: EdgeConnect | None = None,
-                  sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+                  sigma: float = DEFAULT_SIGMA, device: str | torch.device | None = None) -> torch.Tensor:
     """G1's edge map ``[N, 1, H, W]`` in [0, 1]: Canny (``sigma``) outside the hole, predicted
-    inside. Edit it and pass it back as ``inpaint(..., edges=)`` to steer the fill."""
-    model, image01, mask_p = _prepare(model, image, mask)
+    inside. Edit it and pass it back as ``inpaint(..., edges=)`` to steer the fill. ``device``: as
+    for :func:`inpaint`."""
+    model, image01, mask_p = _prepare(model, image, mask, device)
     edges = _edge_maps(model, image01, mask_p, None, sigma)
     return edges[..., : image.shape[-2], : image.shape[-1]].to(image.device)
 
 
 @torch.no_grad()
 def inpaint_edgeconnect(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None = None,
-                        model: EdgeConnect | None = None, sigma: float = DEFAULT_SIGMA) -> InpaintResult:
+                        model: EdgeConnect | None = None, sigma: float = DEFAULT_SIGMA,
+                        device: str | torch.device | None = None) -> InpaintResult:
     """EdgeConnect: G1 completes the Canny edges inside the hole (or ``edges`` given by the user
     replace that prediction there), G2 fills the hole guided by them. Any image size works (padded
-    to a multiple of 4, cropped back). ``model`` defaults to the model shipped with ganbrush."""
+    to a multiple of 4, cropped back). ``model`` defaults to the model shipped with ganbrush;
+    ``device`` as for :func:`inpaint`."""
     h, w = image.shape[-2:]
-    model, image01, mask_p = _prepare(model, image, mask)
+    model, image01, mask_p = _prepare(model, image, mask, device)
     user = None
     if edges is not None:
         if edges.ndim != 4 or edges.shape[1] != 1 or edges.shape[0] != image.shape[0] or edges.shape[-2:] != (h, w):
@@ -139,20 +145,24 @@ METHODS: dict[Method, InpaintFn] = {
 
 def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None = None, *,
             method: Method | str = Method.EDGECONNECT, model: EdgeConnect | None = None,
-            sigma: float = DEFAULT_SIGMA) -> InpaintResult:
+            sigma: float = DEFAULT_SIGMA, device: str | torch.device | None = None) -> InpaintResult:
     """Fill the holes of ``image`` ``[N, 3, H, W]`` in [-1, 1] where ``mask`` ``[N, 1, H, W]`` is 1.
 
     ``edges`` (EdgeConnect only) is a user-drawn or edited edge map ``[N, 1, H, W]`` in [0, 1]
     whose values inside the hole replace G1's prediction. ``model`` (EdgeConnect only) comes from
     :func:`load_edgeconnect`; by default the shipped model. Pixels outside the hole are returned
     unchanged; a mask without holes returns a copy of the image.
+
+    ``device`` (EdgeConnect; a name or :class:`torch.device`, see :mod:`ganbrush_core.devices`):
+    where the networks run; ``None``: where ``model`` is (the shipped model: the CPU). Canny and
+    the classical methods run on the CPU; the result is on ``image``'s device.
     """
     try:
         method = Method(method)
     except ValueError as e:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(m.value for m in Method)}") from e
     if method is Method.EDGECONNECT:
-        return inpaint_edgeconnect(image, mask, edges, model=model, sigma=sigma)
+        return inpaint_edgeconnect(image, mask, edges, model=model, sigma=sigma, device=device)
     if edges is not None or model is not None:
         raise ValueError(f"edges and model are only used by the edgeconnect method, not {method.value}")
     check_image(image)

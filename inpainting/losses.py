@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbrush_core.backbones import VGG16Features
+from ganbrush_core.distributed import all_mean
 
 PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS: tuple[str, ...] = ("relu2_2", "relu3_3", "relu4_3", "relu5_2")
@@ -80,8 +81,9 @@ def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list
 
 def hole_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean L1 over the whole image divided by the hole fraction (the official normalisation: a
-    small hole is not drowned by the many pixels that are easy to reproduce)."""
-    return F.l1_loss(output.float(), target.float()) / mask.float().mean().clamp_min(1e-8)
+    small hole is not drowned by the many pixels that are easy to reproduce). Under torchrun the
+    hole fraction is that of the global batch, so the ranks' mean is the one-process loss."""
+    return F.l1_loss(output.float(), target.float()) / all_mean(mask.float().mean()).clamp_min(1e-8)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,12 @@ Runs are driven by :class:`ganbrush_core.training.TrainingRun`. A run folder hol
 folder holds both), ``log.jsonl``, ``samples_<step>.png`` and ``losses.png``. Everything is
 written at the end of every interval, atomically, checkpoint before log line, so a killed run
 loses at most one interval, never leaves a half-written file and never logs an interval twice.
+
+Under ``torchrun`` (see :mod:`ganbrush_core.distributed`) ``cfg.batch`` is the global batch, split
+over the ranks; gradients are averaged before each Adam step, each rank's training masks are its
+rows of the masks one process would draw for the global batch, and the hole L1 is normalised by
+the hole fraction of the global batch, so N ranks train as one process does (up to rounding and
+the random flips of the data).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganbrush_core import distributed
+from ganbrush_core.devices import resolve_device
 from ganbrush_core.training import ResumableBatches, RunFolder, Sample, Trainable, TrainError, TrainingRun
 from inpainting.checkpoints import load_generator, save_generator
 from inpainting.edges import DEFAULT_SIGMA
@@ -139,7 +147,9 @@ class Trainer(Trainable):
 
     def __init__(self, cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike,
                  device: str | torch.device = "cpu", workers: int = 0) -> None:
-        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), torch.device(device)
+        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), resolve_device(device)
+        self.world = distributed.current()
+        self.world.split_batch(cfg.batch)  # refused before anything is built
         torch.manual_seed(cfg.seed)
         self.G1: EdgeConnectGenerator | None = None
         self.G2: EdgeConnectGenerator | None = None
@@ -200,9 +210,9 @@ class Trainer(Trainable):
         # Seeded with the step: a run resumed from a checkpoint without a data position (older
         # ones) draws a fresh order instead of replaying the first batches.
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.cfg.batch, shuffle=True, drop_last=True, num_workers=self.workers,
-            generator=generator, pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0)
+        loader = distributed.sharded_loader(
+            self.dataset, self.cfg.batch, generator, self.world, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0)
         self.data = ResumableBatches(loader)
         if self._data_state is not None:
             self.data.load_state_dict(self._data_state)
@@ -213,8 +223,11 @@ class Trainer(Trainable):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _masks(self, n: int, h: int, w: int) -> torch.Tensor:
-        masks = [random_mask(h, w, self.mask_rng, ratio_range=self.cfg.mask_ratio) for _ in range(n)]
-        return torch.stack(masks).to(self.device)
+        """Masks for this rank's ``n`` rows: its rows of the global batch's masks, all drawn on
+        every rank so the mask generator stays the same everywhere (and as in one process)."""
+        total = n * self.world.size
+        masks = [random_mask(h, w, self.mask_rng, ratio_range=self.cfg.mask_ratio) for _ in range(total)]
+        return self.world.rows(torch.stack(masks)).to(self.device)
 
     def _composite_edges(self, gray: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """G2's edge input: true edges (stage 2), or G1's prediction in the hole (stage 3)."""
@@ -242,6 +255,7 @@ class Trainer(Trainable):
     def _update(self, loss_D: torch.Tensor, loss_G_fn) -> tuple[float, dict[str, torch.Tensor]]:
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
+        distributed.average_gradients(self.D.parameters())
         self.opt_D.step()
         self.D.requires_grad_(False)  # G's step must not leave gradients in D
         with self._autocast():
@@ -249,6 +263,7 @@ class Trainer(Trainable):
         loss_G = sum(terms.values())
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
+        distributed.average_gradients(self.G.parameters())
         self.opt_G.step()
         self.D.requires_grad_(True)
         return loss_G.item(), terms
@@ -362,9 +377,10 @@ def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os
     from its ``checkpoint.pt`` and its saved config wins over ``cfg``; with ``workers=0`` the run
     continues exactly as an uninterrupted one would (on CPU). Every ``cfg.steps_per_interval``
     steps the generators, ``checkpoint.pt``, a log line, a sample grid and the loss plot are
-    written to ``run_dir``, in that order.
+    written to ``run_dir``, in that order. Under torchrun every rank calls this with the same
+    arguments; rank 0 writes the files.
     """
-    run = TrainingRun(run_dir, cfg.to_dict(), resume_from=resume_from)
+    run = TrainingRun(run_dir, cfg.to_dict(), resume_from=resume_from, device=device)
     if run.resumed:
         cfg = TrainConfig.from_dict(run.config)
     build_cfg = cfg
@@ -372,7 +388,7 @@ def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os
         # Networks come from the run's own files (then the checkpoint), not from the paths it started with.
         build_cfg = dataclasses.replace(cfg, edge_weights=str(Path(resume_from) / EDGE_FILE),
                                         init_inpaint=str(Path(resume_from) / INPAINT_FILE))
-    trainer = Trainer(build_cfg, dataset, run_dir, device, workers)
+    trainer = Trainer(build_cfg, dataset, run_dir, run.device, workers)
     trainer.cfg = cfg
     run.train(trainer, total=steps, interval=cfg.steps_per_interval, plot_keys=("loss_", "G_", "sample_"),
               postfix=("loss_G", "loss_D"), desc=f"train edgeconnect {cfg.stage.value}", progress=progress)

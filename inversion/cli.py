@@ -12,7 +12,15 @@ if TYPE_CHECKING:
 OUTPUT_FILES = ("aligned.png", "reconstruction.png", "inversion.npz", "pasted.png")
 
 
+def add_mixed_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--mixed-precision`` / ``--no-mixed-precision`` (``ProjectionSettings.mixed_precision``)."""
+    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the generator in the inversion loop under autocast (bf16 on the CPU, fp16 on "
+                             "CUDA); default off (see the README's GPU users)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ganbrush_core.devices import add_device_argument
     from inversion.project import METHODS
 
     p = subparsers.add_parser(
@@ -42,6 +50,8 @@ def run_invert(args: argparse.Namespace) -> int:
     from inversion.project import projection_settings
 
     overrides = {"seed": args.seed}
+    if args.mixed_precision is not None:
+        overrides["mixed_precision"] = args.mixed_precision
     if args.pti_steps is not None:
         overrides["pti_steps"] = args.pti_steps
     settings = projection_settings(args.steps, **overrides)

@@ -22,7 +22,9 @@ per-image generators.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +84,10 @@ class ProjectionSettings:
     locality_alpha: float = 30.0
     locality_interval: int = 10
     seed: int = 0
+    # The generator's synthesis in the optimisation loops under autocast (bf16 on the CPU, fp16 with
+    # a loss scaler on CUDA); losses, optimiser and the final render stay float32. Off by default:
+    # see the README's "GPU users" for what it measured on the CPU.
+    mixed_precision: bool = False
 
     def validate(self) -> ProjectionSettings:
         """Refuse settings that cannot give an inversion (:class:`ValueError` naming the range):
@@ -93,6 +99,8 @@ class ProjectionSettings:
         check_int(_FLAGS["seed"], self.seed, 0, 2**63 - 3)  # the optimisers seed seed + 1, seed + 2
         check_int("w_avg_samples", self.w_avg_samples, 1, MAX_W_AVG_SAMPLES)
         check_int("locality_interval", self.locality_interval, 1, MAX_STEPS)
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"mixed_precision must be True or False, got {self.mixed_precision!r}")
         if self.lr is not None:
             check_float("lr", self.lr, 0, MAX_LR, lo_open=True)
         check_float("pti_lr", self.pti_lr, 0, MAX_LR, lo_open=True)
@@ -166,19 +174,39 @@ class _Recorder:
             self.progress(self.step, self.total, {k: v for k, v in row.items() if k != "step"})
 
 
+class _Precision:
+    """Float32, or with ``mixed_precision`` the generator's synthesis under autocast (bf16 on the
+    CPU; fp16 on CUDA, whose small gradients a dynamic loss scale keeps from underflowing)."""
+
+    def __init__(self, device: torch.device, s: ProjectionSettings) -> None:
+        self.device_type, self.enabled = device.type, s.mixed_precision
+        self.dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.enabled and self.dtype == torch.float16)
+
+    def synthesis(self, G: Generator, ws: torch.Tensor, **kwargs) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled):
+            img = G.synthesis(ws, **kwargs)
+        return img.float()  # the losses compare in float32
+
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+
 def _project_w_plus(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: ProjectionSettings,
                     record: _Recorder) -> tuple[torch.Tensor, list[torch.Tensor]]:
     n = target.shape[0]
     w_mean, _ = _w_stats(G, s.w_avg_samples, s.seed)
     ws = w_mean[None, None].repeat(n, G.num_ws, 1).clone().requires_grad_(True)
     opt = torch.optim.Adam([ws], lr=s.lr or 0.01, betas=(0.9, 0.999), eps=1e-8)
+    amp = _Precision(ws.device, s)
     for _ in range(s.steps):
-        img = G.synthesis(ws, noise_mode="const")
+        img = amp.synthesis(G, ws, noise_mode="const")
         l_mse, l_per = mse(img, target), perceptual(img, target)
         loss = (s.mse_weight * l_mse + s.perceptual_weight * l_per).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        amp.step(loss, opt)
         record("w+", loss=loss / n, mse=l_mse.mean(), lpips=l_per.mean())
     noises = [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
     return ws.detach(), noises
@@ -199,13 +227,14 @@ def _project_w(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: Pro
     peak = s.lr or 0.1
     opt = torch.optim.Adam(params, lr=peak, betas=(0.9, 0.999))
     gen = torch.Generator(device="cpu").manual_seed(s.seed + 1)
+    amp = _Precision(w.device, s)
     for step in range(s.steps):
         t = step / max(s.steps, 1)
         noise_scale = w_std * s.initial_noise_factor * max(0.0, 1.0 - t / s.noise_ramp_length) ** 2
         for group in opt.param_groups:
             group["lr"] = _projector_lr(t, peak, s)
         w_noisy = w + torch.randn(w.shape, generator=gen).to(w.device) * noise_scale
-        img = G.synthesis(w_noisy[:, None].repeat(1, G.num_ws, 1), noises=noises)
+        img = amp.synthesis(G, w_noisy[:, None].repeat(1, G.num_ws, 1), noises=noises)
         l_per = perceptual(img, target)
         loss = l_per.sum()
         losses = {"lpips": l_per.mean()}
@@ -213,9 +242,7 @@ def _project_w(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: Pro
             reg = noise_regularization(noises)
             loss = loss + s.noise_reg_weight * reg
             losses["noise_reg"] = reg
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        amp.step(loss, opt)
         if optimize_noise:
             with torch.no_grad():
                 normalize_noises_(noises)
@@ -232,8 +259,9 @@ def _tune_generator(G: Generator, ws: torch.Tensor, noises: list[torch.Tensor], 
     opt = torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad], lr=s.pti_lr)
     gen = torch.Generator(device="cpu").manual_seed(s.seed + 2)
     pivot = ws[:, 0]
+    amp = _Precision(ws.device, s)
     for step in range(s.pti_steps):
-        img = tuned.synthesis(ws, noises=noises)
+        img = amp.synthesis(tuned, ws, noises=noises)
         l_per, l_mse = perceptual(img, target), mse(img, target)
         loss = (s.perceptual_weight * l_per + s.mse_weight * l_mse).sum()
         losses = {"lpips": l_per.mean(), "mse": l_mse.mean()}
@@ -246,14 +274,12 @@ def _tune_generator(G: Generator, ws: torch.Tensor, noises: list[torch.Tensor], 
                 direction = w_z - pivot
                 w_r = pivot + s.locality_alpha * direction / direction.norm(dim=1, keepdim=True)
                 ws_r = w_r[:, None].repeat(1, G.num_ws, 1)
-                ref = G.synthesis(ws_r, noise_mode="const")
-            out = tuned.synthesis(ws_r, noise_mode="const")
+                ref = amp.synthesis(G, ws_r, noise_mode="const")
+            out = amp.synthesis(tuned, ws_r, noise_mode="const")
             l_loc = (mse(out, ref) + perceptual(out, ref)).sum()
             loss = loss + s.locality_weight * l_loc
             losses["locality"] = l_loc / pivot.shape[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        amp.step(loss, opt)
         record("pti", loss=loss / pivot.shape[0], **losses)
     return tuned.eval().requires_grad_(False)
 

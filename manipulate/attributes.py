@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganbrush_core import faces
+from ganbrush_core import distributed, faces
+from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import uint8_to_float
 from ganbrush_core.io import atomic_path, refuse_overwrite, write_text
 from ganbrush_core.training import Trainable, TrainingRun
@@ -190,7 +191,7 @@ def load_classifier(path: str | os.PathLike | None = None, device: str | torch.d
     except RuntimeError as e:
         raise AttributeClassifierError(f"{path}: weights do not match the stored config "
                                        f"({str(e).splitlines()[0]})") from None
-    return clf.eval().to(device)
+    return clf.eval().to(resolve_device(device))
 
 
 @torch.no_grad()
@@ -395,19 +396,23 @@ CHECKPOINT_EVERY = 250
 
 class ClassifierTrainer(Trainable):
     """The classifier, AdamW with a one-cycle schedule, and the seeded batch draws (uniform over
-    both sources, augmented by :func:`augment`); :func:`train_classifier` runs it in a run folder."""
+    both sources, augmented by :func:`augment`); :func:`train_classifier` runs it in a run folder.
+    Batches are drawn and augmented on the CPU (the same on every device), then moved to ``device``."""
 
     def __init__(self, cfg: ClassifierConfig, data: AttributeData, steps: int, batch: int, lr: float,
-                 seed: int) -> None:
+                 seed: int, device: str | torch.device = "cpu") -> None:
         torch.manual_seed(seed)
-        self.clf = AttributeClassifier(cfg)
+        self.device = resolve_device(device)
+        self.world = distributed.current()
+        self.world.split_batch(batch)  # refused before anything is built
+        self.clf = AttributeClassifier(cfg).to(self.device)
         self.clf.train()
         self.opt = torch.optim.AdamW(self.clf.parameters(), lr=lr, weight_decay=1e-4)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=steps, pct_start=0.15)
         self.gen = torch.Generator().manual_seed(seed)
         self.data, self.batch = data, batch
         self.labels = torch.from_numpy(data.labels)
-        self.pos_weight = positive_weights(data.labels[:, [SCORE_NAMES.index(n) for n in cfg.names]])
+        self.pos_weight = positive_weights(data.labels[:, [SCORE_NAMES.index(n) for n in cfg.names]]).to(self.device)
         self.step = 0
         self.history: list[dict] = []
 
@@ -418,12 +423,20 @@ class ClassifierTrainer(Trainable):
     def train_step(self) -> dict[str, float]:
         idx = torch.randint(len(self.data), (self.batch,), generator=self.gen)
         x = augment(uint8_to_float(self.data.images[idx.numpy()]), self.gen)
-        loss, parts = _losses(self.clf, self.clf.raw(x), self.labels[idx], self.pos_weight)
+        # Under torchrun every rank draws and augments the global batch (cheap at this size), so
+        # the generators stay alike, and trains on its own rows. BatchNorm and each head's mean
+        # then cover the rank's rows only: close to one process, not equal to it.
+        x, labels = self.world.rows(x).to(self.device), self.world.rows(self.labels[idx]).to(self.device)
+        loss, parts = _losses(self.clf, self.clf.raw(x), labels, self.pos_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.clf.parameters())
         self.opt.step()
         self.sched.step()
         self.step += 1
+        if self.world.size > 1:
+            distributed.average_(b for b in self.clf.buffers() if b.is_floating_point())  # BN running stats
+            parts = {n: parts.get(n, math.nan) for n in self.clf.names}  # the same keys on every rank
         return {"total": float(loss.detach()), **parts}
 
     def state_dict(self) -> dict[str, Any]:
@@ -441,7 +454,8 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
                      lr: float = 2e-3, channels: tuple[int, ...] | None = None,
                      data_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                      limit: int | None = None, evaluate: bool = True, force: bool = False,
-                     progress: bool = True, resume_from: str | os.PathLike | None = None) -> AttributeClassifier:
+                     progress: bool = True, resume_from: str | os.PathLike | None = None,
+                     device: str | torch.device = "cpu") -> AttributeClassifier:
     """Train the classifier on the train split (CelebA + UTKFace framed at ``res`` px) in the run
     folder ``out_dir`` (:class:`ganbrush_core.training.TrainingRun`: ``config.json``,
     ``checkpoint.pt`` every :data:`CHECKPOINT_EVERY` steps, ``log.jsonl`` with one record per
@@ -452,7 +466,8 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
     or not. ``limit`` keeps that many faces per source (tests). With ``resume_from`` (a run
     folder, usually ``out_dir``) a killed run continues with its saved settings, which win over
     the arguments. Refuses a run folder that already holds a classifier or a run unless
-    ``force`` (which starts over).
+    ``force`` (which starts over). Trains and evaluates on ``device``; returns the classifier on
+    the CPU.
     """
     if steps < 1 or batch < 2:
         raise AttributeClassifierError(f"steps must be >= 1 and batch >= 2, got steps={steps}, batch={batch}")
@@ -461,7 +476,7 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
     refuse_overwrite(weights, force)
     run = TrainingRun(out_dir, {"res": res, "steps": steps, "batch": batch, "seed": seed, "lr": lr,
                                 "channels": list(channels) if channels else None, "limit": limit},
-                      resume_from=resume_from, force=force)
+                      resume_from=resume_from, force=force, device=device)
     res, steps, batch, seed, lr, channels, limit = (run.config[k] for k in
                                                     ("res", "steps", "batch", "seed", "lr", "channels", "limit"))
     start = time.perf_counter()
@@ -471,12 +486,14 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
     ages = ages[~np.isnan(ages)]
     cfg = ClassifierConfig(resolution=res, channels=tuple(channels) if channels else default_channels(res),
                            age_mean=round(float(ages.mean()), 2), age_std=round(float(max(ages.std(), 1.0)), 2))
-    trainer = ClassifierTrainer(cfg, data, steps, batch, lr, seed)
+    trainer = ClassifierTrainer(cfg, data, steps, batch, lr, seed, run.device)
     train_start, cpu_start = time.perf_counter(), time.process_time()
     run.train(trainer, total=steps, interval=CHECKPOINT_EVERY, log_every=1, postfix=("total",),
               desc=f"attributes {res}px", progress=progress)
     train_seconds, cpu_seconds = time.perf_counter() - train_start, time.process_time() - cpu_start
     clf = trainer.clf.eval()
+    if not run.world.main:  # rank 0 evaluates and writes
+        return clf.cpu()
 
     meta = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_faces": len(data),
             "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
@@ -485,6 +502,7 @@ def train_classifier(out_dir: str | os.PathLike, res: int = 64, steps: int = 250
     if evaluate:
         meta["heldout"] = evaluate_classifier(clf, data_root=data_root, cache_dir=cache_dir, limit=limit)
     write_text(out_dir / "metrics.json", json.dumps(meta, indent=1) + "\n")
+    clf = clf.cpu()
     save_classifier(clf, weights, force=True, meta=meta)
     return clf
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganbrush_core.devices import add_device_argument
 from ganbrush_core.io import refuse_overwrite
 
 # Data-free (SeFa), sampling-based (GANSpace) and classifier-based (InterFaceGAN) sources.
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="interfacegan: also one boundary per layer of --layers from style-mixed samples (NAME@Lk)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    add_device_argument(p)
     p.set_defaults(func=run_directions)
 
 
@@ -51,7 +53,7 @@ def run_directions(args: argparse.Namespace) -> int:
         raise ValueError("--classifier, --names and --per-layer only apply to interfacegan")
     path = Path(args.out) / f"{args.source}.npz"
     refuse_overwrite(path, args.force)
-    G = load_generator(args.generator)
+    G = load_generator(args.generator, device=args.device)
     layers = parse_layers(args.layers) if args.layers else None
     if args.source == "sefa":
         directions = sefa(G, args.num, layers, scale_samples=args.samples, seed=args.seed)
@@ -61,7 +63,7 @@ def run_directions(args: argparse.Namespace) -> int:
         from manipulate.attributes import load_classifier
         from manipulate.interfacegan import interfacegan
 
-        clf = load_classifier(args.classifier)
+        clf = load_classifier(args.classifier, device=args.device)
         names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
         directions = interfacegan(G, clf, names, samples=args.samples, seed=args.seed, layers=layers,
                                   per_layer=args.per_layer)
@@ -92,16 +94,21 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out); "
                                                   "its saved settings win")
     p.add_argument("--force", action="store_true", help="overwrite the classifier (and any run) in --out")
+    add_device_argument(p)
     p.set_defaults(func=_train_attributes)
 
 
 def _train_attributes(args: argparse.Namespace) -> int:
     import json
 
+    from ganbrush_core import distributed
     from manipulate.attributes import train_classifier
 
     train_classifier(args.out, res=args.res, steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
-                     cache_dir=args.cache, limit=args.limit, force=args.force, resume_from=args.resume)
+                     cache_dir=args.cache, limit=args.limit, force=args.force, resume_from=args.resume,
+                     device=args.device)
+    if not distributed.current().main:  # under torchrun rank 0 alone evaluates, writes and reports
+        return 0
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())
     for name, m in metrics.get("heldout", {}).items():
         if "mae" in m:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganbrush_core.devices import on_device
 from ganbrush_core.io import atomic_write, refuse_overwrite
 from ganbrush_core.npz import Member, NpzFileError, read_npz
 from stylegan_ops.checkpoints import generator_hash
@@ -103,19 +104,22 @@ def _scales(vectors: torch.Tensor, w: torch.Tensor) -> list[float]:
 
 @torch.no_grad()
 def sefa(G: Generator, num: int = 10, layers: LayerRange | None = None, scale_samples: int = 5000,
-         seed: int = 0) -> list[Direction]:
+         seed: int = 0, device: str | torch.device | None = None) -> list[Direction]:
     """The ``num`` SeFa directions of ``layers`` (default: all), strongest first.
 
     Each weight row is normalised first, as in the paper's release, so wide layers do not dominate.
-    ``scale`` is measured on ``scale_samples`` sampled ``w`` (only for strength units).
+    ``scale`` is measured on ``scale_samples`` sampled ``w`` (only for strength units), on
+    ``device`` (``None``: ``G``'s). The vectors are on the CPU.
     """
     layers = check_layers(G, layers)
+    G = on_device(G, device)
     a = style_affine_weights(G, layers)
     a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8)
     eigvals, eigvecs = torch.linalg.eigh(a.T @ a)  # ascending
     order = eigvals.argsort(descending=True)[:num]
     vectors = eigvecs[:, order].T.contiguous()
     scales = _scales(vectors, sample_w(G, scale_samples, seed))
+    vectors = vectors.cpu()
     total = float(eigvals.sum())
     return [Direction(f"sefa{i}", v, layers, s, "sefa", {"eigenvalue_share": float(eigvals[j]) / total})
             for i, (j, v, s) in enumerate(zip(order.tolist(), vectors, scales))]
@@ -123,13 +127,14 @@ def sefa(G: Generator, num: int = 10, layers: LayerRange | None = None, scale_sa
 
 @torch.no_grad()
 def ganspace(G: Generator, num: int = 10, layers: LayerRange | None = None, samples: int = 20_000,
-             seed: int = 0) -> list[Direction]:
+             seed: int = 0, device: str | torch.device | None = None) -> list[Direction]:
     """The top ``num`` principal components of ``samples`` sampled ``w``, for ``layers``.
 
     The paper applies each component to a hand-chosen layer range; the default here is all layers.
+    The mapping network runs on ``device`` (``None``: ``G``'s); the PCA and the vectors on the CPU.
     """
     layers = check_layers(G, layers)
-    w = sample_w(G, samples, seed).double()
+    w = sample_w(on_device(G, device), samples, seed).cpu().double()
     centred = w - w.mean(0)
     _, s, vh = torch.linalg.svd(centred, full_matrices=False)
     var = s.square() / (samples - 1)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ganbrush_core.checks import check_float
+from ganbrush_core.devices import on_device
 from inversion.result import Inversion
 from manipulate.directions import (
     Direction,
@@ -195,7 +196,8 @@ class EditResult:
 
 def edit(latent: Inversion | torch.Tensor, G: Generator, edits: Edit | str | Sequence[Edit | str],
          strength: float | None = None, layers: LayerRange | None = None, conditions: Sequence[str] = (),
-         directions: Mapping[str, Direction] | None = None, render: bool = True) -> EditResult:
+         directions: Mapping[str, Direction] | None = None, render: bool = True,
+         device: str | torch.device | None = None) -> EditResult:
     """Apply ``edits`` in order (their moves add up) to ``latent`` and render the result.
 
     ``latent``: an :class:`~inversion.Inversion` (refused if made with another generator; PTI
@@ -205,9 +207,12 @@ def edit(latent: Inversion | torch.Tensor, G: Generator, edits: Edit | str | Seq
     every edit's range. ``conditions``: names whose vectors are projected out of each edit's
     direction, so those attributes stay put (InterFaceGAN's conditional editing); an edit's own
     direction is never projected out of itself.
-    ``directions`` defaults to :func:`available_directions` of ``G``.
+    ``directions`` defaults to :func:`available_directions` of ``G``. ``device``: where the
+    render runs (see :mod:`ganbrush_core.devices`; ``None``: ``G``'s device); ``ws`` and
+    ``image`` come back on the CPU, ``generator`` stays on that device.
     """
     plan = _as_edits(edits, strength)
+    G = on_device(G, device)
     if isinstance(latent, Inversion):
         latent.check_generator(G)
         ws, noises, renderer = latent.ws, latent.noises, latent.generator(G)
@@ -229,5 +234,5 @@ def edit(latent: Inversion | torch.Tensor, G: Generator, edits: Edit | str | Seq
     image = None
     if render:
         with torch.no_grad():
-            image = renderer.synthesis(out, noises=None if noises is None else [m.to(device) for m in noises])
-    return EditResult(ws=out, image=image, generator=renderer)
+            image = renderer.synthesis(out, noises=None if noises is None else [m.to(device) for m in noises]).cpu()
+    return EditResult(ws=out.cpu(), image=image, generator=renderer)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ganbrush_core.devices import add_device_argument
+
     p = subparsers.add_parser(
         "edit", help="edit an inverted face along a named direction (smile, age, ...)",
         description="Apply a named direction to the latents of INVERSION (from `ganbrush invert`) and write the "
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-latent", default=None, metavar="OUT.npz",
                    help="also write the edited latents as an inversion file (editable again)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_device_argument(p)
     p.set_defaults(func=run_edit)
 
 
@@ -69,7 +72,7 @@ def run_edit(args: argparse.Namespace) -> int:
         raise ValueError(f"--face must be 0 or more (0 = the largest face), got {args.face}")
     photo = load_photo(args.photo) if args.photo else None  # a bad photo fails before the slow steps
     layers = parse_layers(args.layers) if args.layers else None
-    G = load_generator(args.generator)
+    G = load_generator(args.generator, device=args.device)
     inv = Inversion.load(args.inversion, G)
     directions = available_directions(G, args.directions)
     result = edit(inv, G, args.direction, strength=args.strength, layers=layers, conditions=args.condition,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ganbrush_core.devices import on_device
 from manipulate.attributes import AGE, AttributeClassifier, attribute_scores, load_classifier
 from manipulate.directions import Direction, LayerRange, check_layers
 from stylegan_ops.networks import Generator, sample_w
@@ -107,7 +108,8 @@ def _check_names(clf: AttributeClassifier, names: Sequence[str] | None) -> tuple
 def interfacegan(G: Generator, clf: AttributeClassifier | None = None, names: Sequence[str] | None = None,
                  samples: int = 20_000, seed: int = 0, layers: LayerRange | None = None, per_layer: bool = False,
                  ratio: float = 0.3, val_fraction: float = 0.2, layer_samples: int | None = None,
-                 batch: int = 128, progress: bool = True) -> list[Direction]:
+                 batch: int = 128, progress: bool = True, device: str | torch.device | None = None
+                 ) -> list[Direction]:
     """InterFaceGAN boundaries of ``G`` in W for each of ``names`` (default: every score of
     ``clf``; ``clf`` defaults to the shipped classifier), from ``samples`` seeded samples.
 
@@ -115,12 +117,14 @@ def interfacegan(G: Generator, clf: AttributeClassifier | None = None, names: Se
     towards more of the attribute, applies to ``layers`` (default all) and has ``scale`` = the
     standard deviation of the sampled ``w`` along it. With ``per_layer`` the list also holds
     ``"<name>@L<k>"`` for each layer ``k`` in ``layers`` (see the module docstring), fitted on
-    ``layer_samples`` (default ``samples``) style-mixed samples.
+    ``layer_samples`` (default ``samples``) style-mixed samples. The generator and ``clf`` run
+    on ``device`` (``None``: ``G``'s); the boundaries are fitted on the CPU.
     """
     if samples < 10:
         raise ValueError(f"samples must be at least 10, got {samples}")
     layers = check_layers(G, layers)
-    clf = load_classifier(device=G.w_avg.device) if clf is None else clf.to(G.w_avg.device)
+    G = on_device(G, device)
+    clf = load_classifier(device=G.w_avg.device) if clf is None else on_device(clf, G.w_avg.device)
     names = _check_names(clf, names)
 
     w = sample_w(G, samples, seed)

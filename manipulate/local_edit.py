@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbrush_core.checks import check_float, check_int
+from ganbrush_core.devices import on_device
 from ganbrush_core.masks import check_mask, read_mask
 from ganbrush_core.metrics import LPIPS_MIN_SIZE
 from inversion.project import MAX_LR, MAX_STEPS
@@ -98,7 +99,8 @@ def check_local_edit_settings(steps: object, lr: object = 0.01) -> None:
 
 def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, steps: int = 100,
                lr: float = 0.01, noises: list[torch.Tensor] | None = None, progress: ProgressFn | None = None,
-               perceptual: nn.Module | None = None, perceptual_weight: float = 1.0) -> EditResult:
+               perceptual: nn.Module | None = None, perceptual_weight: float = 1.0,
+               device: str | torch.device | None = None) -> EditResult:
     """Image2StyleGAN++-style masked edit: W+ latents whose render follows ``edited`` inside
     ``mask`` and ``original`` outside it.
 
@@ -109,13 +111,15 @@ def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask:
     ``edited``) for ``steps`` steps of masked MSE + ``perceptual_weight`` x masked LPIPS-VGG16
     (each image multiplied by the mask, then compared), inside and outside.
     The result is close to, not equal to, the original outside the mask: pass it to
-    :func:`composite` for an exact outside. ``G`` is not modified.
+    :func:`composite` for an exact outside. ``G`` is not modified. ``device``: where the
+    optimisation runs (``None``: ``G``'s device); ``ws`` and ``image`` come back on the CPU.
     """
     if original.shape != edited.shape or original.ndim != 3 or tuple(original.shape[1:]) != (G.num_ws, G.w_dim):
         raise ValueError(f"original and edited must both be [N, {G.num_ws}, {G.w_dim}] ws, got "
                          f"{tuple(original.shape)} and {tuple(edited.shape)}")
     check_local_edit_settings(steps, lr)
     check_mask(mask, G.img_resolution, allow_empty=False, allow_full=True)
+    G = on_device(G, device)
     device = G.w_avg.device
     if perceptual is None:
         from ganbrush_core.metrics import lpips_model
@@ -152,4 +156,4 @@ def local_edit(G: Generator, original: torch.Tensor, edited: torch.Tensor, mask:
         for p, flag in zip(G.parameters(), frozen):
             p.requires_grad_(flag)
         G.train(was_training)
-    return EditResult(ws=ws.detach(), image=image, generator=G)
+    return EditResult(ws=ws.detach().cpu(), image=image.cpu(), generator=G)

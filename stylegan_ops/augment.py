@@ -6,7 +6,8 @@ gradients. We use DiffAugment rather than ADA: it has no adaptive probability to
 resume, costs three cheap tensor ops, and is reported to match ADA at 64-256 px with 10k-50k
 images (the size of our face set).
 
-Images: float NCHW in [-1, 1].
+Images: float NCHW in [-1, 1]. The per-sample draws are this rank's rows of one draw for the
+global batch under torchrun (:func:`ganbrush_core.distributed.rand_rows`), as in one process.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganbrush_core.distributed import rand_rows, randint_rows
+
 POLICIES = ("color", "translation", "cutout")
 
 
 def _rand(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.rand(n, 1, 1, 1, device=like.device, dtype=like.dtype)
+    return rand_rows(n, 1, 1, 1, device=like.device, dtype=like.dtype)
 
 
 def adjust_color(x: torch.Tensor) -> torch.Tensor:
@@ -35,8 +38,8 @@ def translate(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each sample by up to ``ratio`` of its size, filling with zeros (mid-grey)."""
     n, _, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-sy, sy + 1, (n, 1, 1), device=x.device)
-    dx = torch.randint(-sx, sx + 1, (n, 1, 1), device=x.device)
+    dy = randint_rows(-sy, sy + 1, n, 1, 1, device=x.device)
+    dx = randint_rows(-sx, sx + 1, n, 1, 1, device=x.device)
     gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
     # Index into a zero-padded copy so out-of-range sources read the padding.
     src_y = (gy[None] + dy).clamp(-1, h) + 1
@@ -50,8 +53,8 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     """Zero a random ``ratio``-sized square per sample."""
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    y0 = torch.randint(0, h + 1, (n, 1, 1), device=x.device) - ch // 2  # box centre anywhere
-    x0 = torch.randint(0, w + 1, (n, 1, 1), device=x.device) - cw // 2
+    y0 = randint_rows(0, h + 1, n, 1, 1, device=x.device) - ch // 2  # box centre anywhere
+    x0 = randint_rows(0, w + 1, n, 1, 1, device=x.device) - cw // 2
     gy = torch.arange(h, device=x.device)[None, :, None]
     gx = torch.arange(w, device=x.device)[None, None, :]
     inside = (gy >= y0) & (gy < y0 + ch) & (gx >= x0) & (gx < x0 + cw)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ganbrush_core.devices import resolve_device
 from ganbrush_core.safe_pickle import UnsafePickleError
 from ganbrush_core.weights import WeightsFileError, read_safetensors, save_safetensors
 from stylegan_ops.formats import nvidia, rosinality
@@ -104,7 +105,7 @@ def load_generator(path: str | os.PathLike | None = None, device: str | torch.de
         G = _READERS[detect_format(p)](p)
     except FormatError as e:
         raise CheckpointError(f"{p}: {e}") from e
-    return G.to(device)
+    return G.to(resolve_device(device))  # "auto", "cuda:1", ...: one reading of device names
 
 
 def save_generator(G: Generator, path: str | os.PathLike, dtype: torch.dtype | None = None,

@@ -1,17 +1,13 @@
-"""``ganbrush`` subcommands of this package: ``ops info``, ``ops build``, ``convert``, ``sample``."""
+"""``ganbrush`` subcommands of this package: ``ops info``, ``ops build``, ``ops selftest``, ``convert``,
+``sample``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ganbrush_core.devices import add_device_argument
 from ganbrush_core.io import refuse_overwrite
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _ops_info(args: argparse.Namespace) -> int:
@@ -27,7 +23,7 @@ def _ops_info(args: argparse.Namespace) -> int:
         status, detail = "unavailable", build.missing_prerequisite(kind)
         if detail is None:
             try:
-                status, detail = "available", f"built in {Path(build.load(kind).__file__).parent}"
+                status, detail = "available", f"built in {Path(build.load(kind).__file__).parent}, self-check passed"
             except build.OpsBuildError as e:
                 detail = str(e)
         print(f"{kind:<6} {status:<12} {detail}")
@@ -48,6 +44,34 @@ def _ops_build(args: argparse.Namespace) -> int:
         print(f"{kind}: building (first build takes a while) ...", flush=True)
         module = build.load(kind)
         print(f"{kind}: ok ({Path(module.__file__).parent})")
+    return 1 if failed else 0
+
+
+def _ops_selftest(args: argparse.Namespace) -> int:
+    from stylegan_ops.ops import build
+
+    if args.impl:
+        reason = build.missing_prerequisite(args.impl)
+        if reason is not None:
+            raise build.OpsBuildError(f"cannot self-check the {args.impl} ops: {reason}")
+        kinds = [args.impl]
+    else:
+        reasons = {kind: build.missing_prerequisite(kind) for kind in build.KINDS}
+        kinds = [kind for kind, reason in reasons.items() if reason is None]
+        if not kinds:
+            raise build.OpsBuildError("nothing to self-check: " + "; ".join(f"{k}: {r}" for k, r in reasons.items()))
+    failed = False
+    for kind in kinds:
+        print(f"{kind}: checking against ref (building first if needed) ...", flush=True)
+        verdict = build.verify(kind, rerun=True)
+        print(f"{kind}: {'passed' if verdict.passed else 'FAILED'}, {verdict.checks} checks in "
+              f"{verdict.seconds:.2f} s on {verdict.device}")
+        for line in ([verdict.error] if verdict.error else []) + [c.describe() for c in verdict.failures[:10]]:
+            print(f"  {line}")
+        if verdict.worst is not None:
+            print(f"  worst: {verdict.worst.describe()}")
+        print(f"  verdict recorded in {build.verdict_path(kind)}")
+        failed |= not verdict.passed
     return 1 if failed else 0
 
 
@@ -75,10 +99,11 @@ def _sample(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     refuse_overwrite(out, args.force)
-    G = load_generator(args.generator)
+    G = load_generator(args.generator, device=args.device)
+    # z drawn on the CPU: the same samples on every device.
     z = torch.randn(args.num, G.z_dim, generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
-        images = G(z, truncation_psi=args.truncation, noise_mode="const")
+        images = G(z.to(G.w_avg.device), truncation_psi=args.truncation, noise_mode="const").cpu()
     save_image_grid(images, out)
     print(f"wrote {out} ({args.num} samples, seed {args.seed}, truncation {args.truncation})")
     return 0
@@ -87,6 +112,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _train_stylegan(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from ganbrush_core import distributed
     from ganbrush_core.faces import FaceDataset
     from stylegan_ops.train import PRESETS, TrainConfig, train
 
@@ -97,6 +123,8 @@ def _train_stylegan(args: argparse.Namespace) -> int:
     if res != cfg.resolution:
         cfg = dataclasses.replace(cfg, resolution=res)
     trainer = train(cfg, dataset, args.out, kimg=args.kimg, device=args.device, resume_from=args.resume)
+    if not distributed.current().main:  # under torchrun rank 0 alone reports
+        return 0
     print(f"{args.out}: {trainer.images_seen / 1000:.1f} kimg, {trainer.step} steps; "
           f"EMA generator in {Path(args.out) / 'generator_ema.safetensors'}")
     return 0
@@ -111,6 +139,10 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     b = ops_sub.add_parser("build", help="precompile the ops now instead of on first use")
     b.add_argument("--kind", choices=["cpp", "cuda", "all"], default="all")
     b.set_defaults(func=_ops_build)
+    st = ops_sub.add_parser("selftest", help="check the compiled ops against ref here; record the verdict")
+    st.add_argument("--impl", choices=["cpp", "cuda"], default=None,
+                    help="which build to check (default: every one that can be built here)")
+    st.set_defaults(func=_ops_selftest)
 
     conv = sub.add_parser("convert", help="convert a rosinality .pt or NVIDIA .pkl generator to .safetensors")
     conv.add_argument("src", help="checkpoint to read (.safetensors, rosinality .pt, NVIDIA .pkl)")
@@ -129,7 +161,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     sg.add_argument("--preset", default="cpu64", choices=["tiny", "cpu64", "gpu64"])
     sg.add_argument("--batch", type=int, default=None)
     sg.add_argument("--seed", type=int, default=None)
-    sg.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    add_device_argument(sg)
     sg.set_defaults(func=_train_stylegan)
 
     s = sub.add_parser("sample", help="write a grid of random samples from a generator")
@@ -139,5 +171,6 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_device_argument(s)
     s.set_defaults(func=_sample)
     return tr_sub

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ganbrush_core.devices import add_device_argument
+
 
 def _data_faces(args: argparse.Namespace) -> int:
     from ganbrush_core.faces import build_face_dataset
@@ -28,9 +30,9 @@ def _eval_fid(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     if args.out is not None:
         refuse_overwrite(args.out, args.force)
-    G = load_generator(args.generator)
+    G = load_generator(args.generator, device=args.device)
     r = fid_generator_vs_data(G, args.data, num=args.num, batch=args.batch, seed=args.seed,
-                              truncation_psi=args.truncation, use_cache=not args.no_cache)
+                              truncation_psi=args.truncation, device=args.device, use_cache=not args.no_cache)
     print(f"FID {r.fid:.3f} ({r.num_generated} generated vs {r.num_real} real, {G.img_resolution} px, "
           f"seed {args.seed}, truncation {args.truncation}, {r.seconds:.0f} s)")
     if args.out is not None:
@@ -71,4 +73,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="recompute real-data statistics instead of using $GANBRUSH_HOME/fid_stats")
     fid.add_argument("--out", default=None, help="also write the result as JSON to this file")
     fid.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_device_argument(fid)
     fid.set_defaults(func=_eval_fid)

@@ -6,6 +6,15 @@ curves).
 A run folder holds ``config.json``, ``checkpoint.pt`` (all training state, read back with
 ``torch.load(weights_only=True)``), ``generator_ema.safetensors`` (loadable with
 :func:`stylegan_ops.load_generator`), ``log.jsonl``, ``samples_<images>.png`` and ``losses.png``.
+
+Under ``torchrun`` (see :mod:`ganbrush_core.distributed`) ``cfg.batch`` is the global batch, split
+over the ranks. What StyleGAN2-ADA keeps consistent across GPUs is kept here too: the gradients
+of the main losses and of the lazy regularisers (R1 every ``r1_interval``, path length every
+``pl_interval`` steps, on every rank at the same steps) are averaged before each Adam step, whose
+lr and betas are rescaled for the lazy interval as in one process; the path-length running mean
+is the mean over all ranks' samples; ``w_avg`` is averaged; the EMA half-life counts global
+images; latents, noise, style-mixing cuts and DiffAugment's draws are each rank's rows of one
+global draw. DiffAugment has no adaptive probability, so there is no augment ``p`` to share.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganbrush_core import distributed
+from ganbrush_core.devices import resolve_device
+from ganbrush_core.distributed import randn_rows
 from ganbrush_core.training import ResumableBatches, Sample, Trainable, TrainingRun
 from stylegan_ops.augment import POLICIES, diff_augment
 from stylegan_ops.checkpoints import save_generator
@@ -95,7 +107,8 @@ class Trainer(Trainable):
 
     def __init__(self, cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os.PathLike,
                  device: str | torch.device = "cpu") -> None:
-        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), torch.device(device)
+        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), resolve_device(device)
+        self.world = distributed.current()
         torch.manual_seed(cfg.seed)
         self.G = Generator(cfg.generator_config()).to(self.device).train()
         self.D = Discriminator(cfg.resolution, channels=self.G.cfg.channels).to(self.device).train()
@@ -106,8 +119,8 @@ class Trainer(Trainable):
         self.step = 0
         self.images_seen = 0
         self.history: list[dict] = []
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=True,
-                                             num_workers=0, generator=torch.Generator().manual_seed(cfg.seed))
+        loader = distributed.sharded_loader(dataset, cfg.batch, torch.Generator().manual_seed(cfg.seed),
+                                            self.world, num_workers=0)
         if len(loader) == 0:
             raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of {cfg.batch}")
         self.data = ResumableBatches(loader)
@@ -119,14 +132,25 @@ class Trainer(Trainable):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _sample_ws(self, n: int) -> torch.Tensor:
-        z = torch.randn(n, self.G.z_dim, device=self.device)
+        z = randn_rows(n, self.G.z_dim, device=self.device)
         ws = self.G.mapping(z, update_w_avg=True)
         if random.random() < self.cfg.style_mixing_prob:
             # Style mixing: layers from `cut` on take another latent, so styles stay separable.
             cut = random.randint(1, self.G.num_ws - 1)
-            ws2 = self.G.mapping(torch.randn_like(z))
+            ws2 = self.G.mapping(randn_rows(n, self.G.z_dim, device=self.device))
             ws = torch.cat([ws[:, :cut], ws2[:, cut:]], dim=1)
         return ws
+
+    def _noises(self, n: int) -> list[torch.Tensor] | None:
+        """Per-layer noise for ``n`` rows: ``None`` in one process (``noise_mode="random"`` draws
+        the same numbers inside the network), each rank's rows of a global draw under torchrun."""
+        if self.world.size == 1:
+            return None
+        return [randn_rows(n, 1, conv.resolution, conv.resolution, device=self.device)
+                for conv in self.G.synthesis_network.styled_convs()]
+
+    def _synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.G.synthesis(ws, noise_mode="random", noises=self._noises(ws.shape[0]))
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.cfg.augment)
@@ -134,26 +158,28 @@ class Trainer(Trainable):
     def train_step(self) -> dict[str, float]:
         cfg, stats = self.cfg, {}
         real = next(self.data).to(self.device, non_blocking=True)
-        n = real.shape[0]
+        n = real.shape[0]  # this rank's rows of the global batch
 
         # Generator: non-saturating loss, plus path length every pl_interval steps.
         self.D.requires_grad_(False)
         with self._autocast():
-            fake = self.G.synthesis(self._sample_ws(n), noise_mode="random")
+            fake = self._synthesis(self._sample_ws(n))
             loss_g = generator_loss(self.D(self._augment(fake)).float())
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         stats["loss_G"] = loss_g.item()
         if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
-            pl = self.pl(self.G, self._sample_ws(max(n // cfg.pl_batch_shrink, 1)))
+            m = max(n // cfg.pl_batch_shrink, 1)
+            pl = self.pl(self.G, self._sample_ws(m), self._noises(m))
             (pl * cfg.pl_weight * cfg.pl_interval).backward()
             stats["pl_penalty"] = pl.item()
+        distributed.average_gradients(self.G.parameters())
         self.opt_G.step()
 
         # Discriminator: logistic loss, plus R1 on reals every r1_interval steps.
         self.D.requires_grad_(True)
         with torch.no_grad(), self._autocast():
-            fake = self.G.synthesis(self._sample_ws(n), noise_mode="random")
+            fake = self._synthesis(self._sample_ws(n))
         with self._autocast():
             loss_d = discriminator_loss(self.D(self._augment(real)).float(), self.D(self._augment(fake)).float())
         self.opt_D.zero_grad(set_to_none=True)
@@ -163,11 +189,15 @@ class Trainer(Trainable):
             r1, _ = r1_penalty(self.D, real, self._augment)
             (r1 * (cfg.gamma() / 2) * cfg.r1_interval).backward()
             stats["r1_penalty"] = r1.item()
+        distributed.average_gradients(self.D.parameters())
         self.opt_D.step()
 
-        self._update_ema(n)
+        # w_avg is a running mean of each rank's w: linear in them, so one average per step is
+        # the running mean over the global batch.
+        distributed.average_([self.G.w_avg])
+        self._update_ema(n * self.world.size)
         self.step += 1
-        self.images_seen += n
+        self.images_seen += n * self.world.size
         return stats
 
     @torch.no_grad()
@@ -218,13 +248,14 @@ def train(cfg: TrainConfig, dataset: torch.utils.data.Dataset, run_dir: str | os
     its ``checkpoint.pt`` and its saved config wins over ``cfg``; the run continues exactly as an
     uninterrupted one would (on CPU). Every ``cfg.kimg_per_interval`` the EMA generator, the
     checkpoint, a log line, a sample grid and the loss plot are written to ``run_dir``, in that
-    order, so a killed run loses at most one interval and never logs one twice.
+    order, so a killed run loses at most one interval and never logs one twice. Under torchrun
+    every rank calls this with the same arguments; rank 0 writes the files.
     """
-    run = TrainingRun(run_dir, dataclasses.asdict(cfg), resume_from=resume_from)
+    run = TrainingRun(run_dir, dataclasses.asdict(cfg), resume_from=resume_from, device=device)
     cfg = TrainConfig.from_dict(run.config)
     random.seed(cfg.seed)  # style mixing draws from Python's generator
     np.random.seed(cfg.seed)
-    trainer = Trainer(cfg, dataset, run_dir, device)
+    trainer = Trainer(cfg, dataset, run_dir, run.device)
     interval = max(int(cfg.kimg_per_interval * 1000), cfg.batch)
     run.train(trainer, total=int(kimg * 1000), interval=interval, unit="img", x_key="kimg",
               plot_keys=("loss_", "r1_", "pl_"), postfix=("loss_G", "loss_D"), desc="train stylegan",

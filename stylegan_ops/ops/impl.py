@@ -34,5 +34,5 @@ def choose(impl: str | None, device: torch.device) -> str:
 
 
 def extension(kind: str) -> types.ModuleType:
-    """The compiled module for ``kind`` (built on first use)."""
-    return build.load(kind)
+    """The compiled module for ``kind`` (built on first use), for kernels that :func:`choose` picked."""
+    return build.module_for_kernels(kind)

@@ -267,3 +267,34 @@ def test_cli_trains_and_refuses_held_out_data(faces_dir, tmp_path, capsys):
                               "--stage", "inpaint-predicted", "--steps", "2", "--device", "cpu"])
     with pytest.raises(TrainError, match="--edge-weights"):
         args.func(args)
+
+
+def test_two_ranks_train_as_one_process_and_resume_as_one(faces_dir, tmp_path):
+    """Same seed and global batch (4): 2 edge-stage steps on 2 gloo ranks (each its rows of the
+    global batch and of its masks) give one process's networks; the 2-rank run then resumes as
+    one process and matches 4 steps of one process. No flips: data loading draws per rank."""
+    from ddp_worker import assert_same, networks, run_ranks
+
+    def compared(trainer_or_state) -> dict[str, torch.Tensor]:
+        # Biases of convolutions right before an InstanceNorm have a zero gradient in exact
+        # arithmetic: Adam's steps on them follow rounding noise, which any two summation orders
+        # (one process or two) draw differently. They do not change any output.
+        state = trainer_or_state if isinstance(trainer_or_state, dict) else networks(trainer_or_state)
+        return {k: v for k, v in state.items() if k not in noise_only}
+
+    cfg = TrainConfig(stage=Stage.EDGE, **PRESETS["tiny"])
+    faces = EdgeConnectFaces(faces_dir, xflip=False)
+    one = tmp_path / "one"
+    first = train(cfg, faces, one, steps=2, progress=False)
+    noise_only = {f"G.{seq}.{a}.bias" for seq, m in first.G.named_modules() if isinstance(m, torch.nn.Sequential)
+                  for (a, conv), (_, norm) in zip(m.named_children(), list(m.named_children())[1:])
+                  if isinstance(norm, torch.nn.InstanceNorm2d) and getattr(conv, "bias", None) is not None}
+    assert len(noise_only) == 5  # 3 encoder and 2 decoder convolutions
+    expected = compared(first)
+    rank0, rank1 = run_ranks("edgeconnect", tmp_path / "two", 2, faces_dir)
+    assert_same(rank0, rank1, rtol=0, atol=0)  # the ranks hold one model
+    assert_same(compared(rank0), expected)
+    resumed = train(cfg, faces, tmp_path / "two", steps=4, progress=False, resume_from=tmp_path / "two")
+    straight = train(cfg, faces, one, steps=4, progress=False, resume_from=one)
+    assert resumed.images_seen == 16
+    assert_same(compared(resumed), compared(straight))

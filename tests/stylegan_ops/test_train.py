@@ -51,3 +51,22 @@ def test_tiny_run_trains_saves_and_resumes(faces16, tmp_path):
     for (k, v), v2 in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
         assert torch.equal(v, v2), k
     assert torch.equal(next(straight.D.parameters()), next(resumed.D.parameters()))
+
+
+def test_two_ranks_train_as_one_process_and_resume_as_one(faces16, tmp_path):
+    """Same seed and global batch (8): 2 steps on 2 gloo ranks (R1 and path length both run at
+    step 0) give one process's networks, EMA and path-length mean; the 2-rank run then resumes
+    as one process and matches 4 steps of one process. No flips: data loading draws per rank."""
+    from ddp_worker import STYLEGAN_OVERRIDES, assert_same, networks, run_ranks
+
+    cfg = TrainConfig(**{**PRESETS["tiny"], **STYLEGAN_OVERRIDES})
+    faces = FaceDataset(faces16.path, xflip=False)
+    one = tmp_path / "one"
+    expected = networks(train(cfg, faces, one, kimg=0.016, progress=False))
+    rank0, rank1 = run_ranks("stylegan", tmp_path / "two", 2, faces16.path)
+    assert_same(rank0, rank1, rtol=0, atol=0)  # the ranks hold one model
+    assert_same(rank0, expected)
+    resumed = train(cfg, faces, tmp_path / "two", kimg=0.032, progress=False, resume_from=tmp_path / "two")
+    straight = train(cfg, faces, one, kimg=0.032, progress=False, resume_from=one)
+    assert resumed.images_seen == 32 and [r["images_seen"] for r in resumed.history] == [16, 32]
+    assert_same(networks(resumed), networks(straight))

@@ -77,9 +77,10 @@ struct ActMath<Act::Linear, T> {
 
 template <typename T>
 struct ActMath<Act::Relu, T> {
-  static OPS_HD T f(T x, T) { return x > T(0) ? x : T(0); }
-  // torch's threshold_backward passes the gradient only where the output is > 0.
-  static OPS_HD T d1(T x, T) { return x > T(0) ? T(1) : T(0); }
+  // Written as `x <= 0 ? 0 : x` so NaN stays NaN like torch.relu (`x > 0 ? x : 0` gives 0).
+  static OPS_HD T f(T x, T) { return x <= T(0) ? T(0) : x; }
+  // torch's threshold_backward zeroes the gradient where x <= 0 (and passes it for NaN).
+  static OPS_HD T d1(T x, T) { return x <= T(0) ? T(0) : T(1); }
   static OPS_HD T d2(T, T) { return T(0); }
 };
 
@@ -118,7 +119,8 @@ struct ActMath<Act::Sigmoid, T> {
 };
 
 // ELU with alpha = 1 (F.elu's default); torch treats x == 0 as the negative branch in the
-// derivatives, which is continuous there anyway.
+// derivatives, which is continuous there anyway. (At NaN torch's own gradient depends on
+// whether its vectorised loop or the scalar tail ran; NaN here, like the vectorised loop.)
 template <typename T>
 struct ActMath<Act::Elu, T> {
   static OPS_HD T f(T x, T) { return x > T(0) ? x : math_expm1(x); }
