@@ -44,7 +44,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
@@ -57,9 +57,11 @@ from PIL import Image  # noqa: E402
 
 import ganbrush_pipeline as pipe  # noqa: E402
 from ganbrush_core.cancel import Cancelled, CancelToken  # noqa: E402
+from ganbrush_core.devices import DeviceError, add_device_argument, module_device, resolve_device  # noqa: E402
 from ganbrush_core.images import to_uint8  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
 from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, load_photo  # noqa: E402
+from inversion.project import default_method  # noqa: E402
 from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
 from manipulate.transfer import Rendering  # noqa: E402
 from stylegan_ops import load_generator  # noqa: E402
@@ -139,7 +141,19 @@ def _one_line(e: Exception) -> gr.Error:
 def _user_errors(fn: Callable) -> Callable:
     """Show the one-line message of a user error (any ValueError: PhotoError, NoFaceError, MaskError,
     InversionFileError, UnknownDirectionError, ...) or of a cancelled request in the UI instead of a
-    traceback. ``fn`` may be a coroutine function (Gradio awaits it) or a plain one."""
+    traceback. ``fn`` may be an async generator (Gradio shows each value it yields), a coroutine
+    function (Gradio awaits it) or a plain one."""
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            try:
+                async for value in fn(*args, **kwargs):
+                    yield value
+            except (ValueError, Cancelled) as e:
+                raise _one_line(e) from None
+
+        return async_gen_wrapper
+
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -227,6 +241,8 @@ class App:
     def __init__(self, G: Generator, directions: dict[str, Direction], work_dir: Path,
                  keep_seconds: float = CACHE_SECONDS) -> None:
         self.G = G
+        self.device = module_device(G)  # EdgeConnect and LPIPS run beside the generator
+        self.default_method = default_method(G)
         self.directions = directions
         self.names = list(directions)
         self.work_dir = work_dir
@@ -330,8 +346,14 @@ class App:
 
     async def invert(self, workspace: Workspace, face: int | None, method: str, steps: float,
                      rendering: str = Rendering.NATIVE.value, request: gr.Request | None = None,
-                     progress: gr.Progress = PROGRESS) -> tuple:
-        return await self._cancellable(request, functools.partial(
+                     progress: gr.Progress = PROGRESS) -> AsyncIterator[tuple]:
+        """Invert the picked face. ``encoder+pti`` first shows the encoder's one-pass result (in
+        well under a second), then refines it by pivotal tuning and shows that (``steps`` tuning
+        steps); the other methods show their one result."""
+        if method == "encoder+pti":
+            yield await self._cancellable(request, functools.partial(
+                self._invert, workspace, face, "encoder", steps, rendering, progress))
+        yield await self._cancellable(request, functools.partial(
             self._invert, workspace, face, method, steps, rendering, progress))
 
     def _invert(self, workspace: Workspace, face: int | None, method: str, steps: float, rendering: str,
@@ -488,7 +510,9 @@ class App:
             gr.Markdown("## Inversion")
             with gr.Row():
                 face_pick = gr.Dropdown(choices=[], label="Face", elem_id="face")
-                method = gr.Radio(list(METHODS), value="w+", label="Method")
+                method = gr.Radio(list(METHODS), value=self.default_method, label="Method", elem_id="method",
+                                  info="encoder+pti: the encoder's result at once, then refined (Steps = tuning "
+                                       "steps); encoder: one pass, no steps")
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
                 invert_btn = gr.Button("Invert", variant="primary", elem_id="invert")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -541,7 +565,7 @@ class App:
                 with gr.Row():
                     p_edits = gr.Textbox(label="Edits", placeholder="smile=2 age=-1@0-5")
                     p_face = gr.Number(value=0, precision=0, label="Face")
-                    p_method = gr.Radio(list(METHODS), value="w+", label="Method")
+                    p_method = gr.Radio(list(METHODS), value=self.default_method, label="Method")
                     p_steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=MAX_STEPS, label="Steps")
                     p_layers = gr.Textbox(label="Layers (FIRST-LAST, empty = each direction's own)")
                     p_rendering = gr.Radio([r.value for r in Rendering], value=Rendering.NATIVE.value,

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cli.register(sub)
     inpainting_cli.register_train(train_sub)
     manipulate_cli.register_train(train_sub)
+    inversion_cli.register_train(train_sub)
     return parser
 
 

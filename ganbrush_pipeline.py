@@ -57,6 +57,9 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 #: When no named (or other) directions are shipped for a generator, this many SeFa directions are
 #: computed on the fly (closed form, well under a second) so there is always something to edit.
 FALLBACK_SEFA = 10
+#: ``PipelineOptions.method`` value (the CLI's default) for the best method per second:
+#: ``encoder+pti`` where an encoder fits the generator, else ``w+``.
+AUTO_METHOD = "auto"
 
 #: A mask may cover at most this fraction of the face's aligned square. Beyond it the inpainter has
 #: nearly nothing of the face to fill from and pastes a blank square over the face.
@@ -96,7 +99,7 @@ class PipelineOptions:
     edges: np.ndarray | None = None
     face: int = 0
     detector: Detector = "hog"
-    method: str = "w+"
+    method: str = "w+"  # or AUTO_METHOD: inversion.project.default_method(G)
     steps: int | None = None
     inversion: Inversion | str | os.PathLike | None = None
     feather: float = 0.1
@@ -147,9 +150,17 @@ def face_tensor(face: np.ndarray) -> torch.Tensor:
 
 
 def invert_face(G: Generator, aligned: AlignedFace, method: str = "w+", steps: int | None = None,
-                progress: ProgressFn | None = None, seed: int = 0) -> Inversion:
-    """Project the aligned face into ``G``'s latent space (see :func:`inversion.invert`)."""
-    return invert(G, face_tensor(aligned.image), method=method, steps=steps, progress=progress, seed=seed)
+                progress: ProgressFn | None = None, seed: int = 0, device: str | torch.device | None = None,
+                mixed_precision: bool | None = None) -> Inversion:
+    """Project the aligned face into ``G``'s latent space (see :func:`inversion.invert`; ``device``
+    ``None``: ``G``'s; ``mixed_precision`` ``None``: the settings' default). ``steps`` counts the
+    steps the method optimises: the latent's for ``w``, ``w+`` and ``pti`` (its pivot), the
+    generator tuning of ``encoder+pti``; ``encoder`` takes none."""
+    overrides = {} if mixed_precision is None else {"mixed_precision": mixed_precision}
+    if method == "encoder+pti" and steps is not None:
+        overrides["pti_steps"], steps = steps, None
+    return invert(G, face_tensor(aligned.image), method=method, steps=steps, progress=progress, seed=seed,
+                  device=device, **overrides)
 
 
 def load_inversion(source: Inversion | str | os.PathLike, G: Generator) -> Inversion:
@@ -408,14 +419,18 @@ def check_options(options: PipelineOptions) -> tuple[Edit, ...]:
     if options.inversion is None:
         from inversion.project import METHODS
 
-        if options.method not in METHODS:
-            raise PipelineError(f"unknown inversion method {options.method!r}; choose one of {', '.join(METHODS)}")
-        projection_settings(options.steps, seed=options.seed)
+        if options.method not in (*METHODS, AUTO_METHOD):
+            raise PipelineError(f"unknown inversion method {options.method!r}; choose one of {', '.join(METHODS)} "
+                                f"or {AUTO_METHOD}")
+        overrides = {} if options.mixed_precision is None else {"mixed_precision": options.mixed_precision}
+        projection_settings(options.steps, seed=options.seed, **overrides)
     check_feather(options.feather)
     if isinstance(options.face, bool) or not isinstance(options.face, (int, np.integer)) or options.face < 0:
         raise PipelineError(f"face must be 0 or more (0 = the largest face), got {options.face!r}")
     Rendering(options.render)
     InpaintMethod(options.inpaint_method)
+    if options.device is not None:
+        resolve_device(options.device)
     return plan
 
 
@@ -447,7 +462,11 @@ def run_pipeline(photo: np.ndarray, options: PipelineOptions = PipelineOptions()
     if options.inversion is not None:
         inv = load_inversion(options.inversion, G)
     else:
-        inv = invert_face(G, aligned, options.method, options.steps, progress, options.seed)
+        from inversion.project import default_method
+
+        method = default_method(G) if options.method == AUTO_METHOD else options.method
+        inv = invert_face(G, aligned, method, options.steps, progress, options.seed,
+                          mixed_precision=options.mixed_precision)
     if directions is None and plan:
         directions = directions_for(G, options.directions_files)
     reconstruction, edited_render = render_edit(inv, G, plan, layers, directions)
@@ -490,7 +509,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")
-    p.add_argument("--method", default="w+", choices=METHODS, help="inversion method")
+    p.add_argument("--method", default=AUTO_METHOD, choices=(*METHODS, AUTO_METHOD),
+                   help="inversion method (default auto: encoder+pti where the encoder fits the generator, else w+)")
     p.add_argument("--steps", type=int, default=None, help="inversion steps (default per method)")
     p.add_argument("--inversion", default=None, metavar="FILE.npz", help="use this inversion instead of inverting")
     p.add_argument("--save-inversion", default=None, metavar="FILE.npz", help="also write the inversion here")

@@ -11,6 +11,10 @@
   the paper) gives a pivot; then a copy of the generator is tuned so the pivot reproduces the
   photo (LPIPS + L2), while the locality regulariser keeps the generator's output unchanged for
   latents sampled around the pivot. The result carries the tuned weights as a delta.
+- ``"encoder"``: one forward pass of the e4e-style encoder (:mod:`inversion.encoder`) trained for
+  this generator; no optimisation.
+- ``"encoder+pti"``: pivotal tuning with the encoder's W+ code as the pivot, so the pivot phase
+  (``steps``) is skipped and only the ``pti_steps`` tuning steps run.
 
 Conventions: ``target`` images are float32 NCHW RGB in [-1, 1] at the generator's resolution;
 ``ws`` are ``[N, num_ws, w_dim]``; noise maps ``[N, 1, r, r]`` in :meth:`Generator.noise_maps`
@@ -34,13 +38,19 @@ import torch
 from torch import nn
 
 from ganbrush_core.checks import check_float, check_int
+from ganbrush_core.devices import on_device
+from inversion.encoder import Encoder, EncoderError, check_encoder, encode, load_encoder
 from inversion.losses import mse, noise_regularization, normalize_noises_
 from inversion.result import Inversion
 from stylegan_ops.checkpoints import generator_hash
 from stylegan_ops.networks import Generator, sample_w
 
-Method = Literal["w+", "w", "pti"]
+Method = Literal["w+", "w", "pti", "encoder", "encoder+pti"]
 METHODS: tuple[str, ...] = get_args(Method)
+#: Methods that start from the encoder's code instead of optimising a latent.
+ENCODER_METHODS: frozenset[str] = frozenset({"encoder", "encoder+pti"})
+#: Methods that tune a copy of the generator (their :class:`Inversion` carries a weight delta).
+TUNING_METHODS: frozenset[str] = frozenset({"pti", "encoder+pti"})
 
 #: ``progress(step, total_steps, losses)``: called after every optimisation step.
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -291,19 +301,57 @@ def generator_delta(original: Generator, tuned: Generator) -> dict[str, torch.Te
             if not torch.equal(p, base[name])}
 
 
+@functools.lru_cache(maxsize=4)
+def _shipped_encoder(device: torch.device) -> Encoder:
+    return load_encoder("default", device=device)
+
+
+def resolve_encoder(encoder: Encoder | str | os.PathLike | None, G: Generator) -> Encoder:
+    """The encoder to use with ``G``, on ``G``'s device: ``encoder`` itself, the file it names, or
+    (``None`` / ``"default"``) the shipped one, read once per device. A file or the shipped encoder
+    trained for another generator raises :class:`~inversion.encoder.EncoderError`."""
+    device = G.w_avg.device
+    if isinstance(encoder, Encoder):
+        return check_encoder(on_device(encoder, device), G)
+    if encoder is None or str(encoder) == "default":
+        return check_encoder(_shipped_encoder(device), G)
+    return load_encoder(encoder, G, device=device)
+
+
+def default_method(G: Generator, encoder: Encoder | str | os.PathLike | None = None) -> str:
+    """The method to use when the user names none: ``encoder+pti`` where an encoder fits ``G``
+    (the encoder's pivot, then tuning: the lowest LPIPS per second in the inversion benchmark),
+    else ``w+``."""
+    try:
+        resolve_encoder(encoder, G)
+    except EncoderError:
+        return "w+"
+    return "encoder+pti"
+
+
 def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int | None = None,
            perceptual: nn.Module | None = None, progress: ProgressFn | None = None,
-           settings: ProjectionSettings | None = None, **overrides) -> Inversion:
+           settings: ProjectionSettings | None = None, device: str | torch.device | None = None,
+           encoder: Encoder | str | os.PathLike | None = None, **overrides) -> Inversion:
     """Project ``image`` (``[N, 3, H, W]`` or ``[3, H, W]`` in [-1, 1], at ``G``'s resolution)
     into ``G``'s latent space.
 
     ``steps`` (and any :class:`ProjectionSettings` field given as a keyword) overrides the
     defaults; ``perceptual`` defaults to LPIPS-VGG16 resolved offline. ``progress`` is called
     after every step (the CLI shows it as a tqdm bar). ``G`` itself is never modified.
+    ``device`` (``"cpu"``, ``"cuda"``, ... see :mod:`ganbrush_core.devices`): where the
+    optimisation runs, generator, latents, noise and LPIPS together (a copy of ``G`` when it
+    is elsewhere); ``None``: ``G``'s device. The result is on the CPU.
+    ``encoder`` (``"encoder"`` and ``"encoder+pti"`` only): an :class:`~inversion.encoder.Encoder`
+    or a weight file; ``None``: the shipped encoder, which only fits the shipped generator
+    (:class:`~inversion.encoder.EncoderError` for another one).
     """
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(METHODS)}")
     s = projection_settings(steps, settings, **overrides)
+    G = on_device(G, device)
+    if isinstance(perceptual, nn.Module):
+        perceptual = on_device(perceptual, device)
     target = _check_target(G, image)
     if perceptual is None:
         from ganbrush_core.metrics import lpips_model
@@ -313,7 +361,9 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
     frozen = [p.requires_grad for p in G.parameters()]
     G.eval().requires_grad_(False)
     torch.manual_seed(s.seed)
-    total = s.steps + (s.pti_steps if method == "pti" else 0)
+    if method in ENCODER_METHODS:
+        E = resolve_encoder(encoder, G)
+    total = (0 if method in ENCODER_METHODS else s.steps) + (s.pti_steps if method in TUNING_METHODS else 0)
     record = _Recorder(total, progress)
     started = time.perf_counter()
     try:
@@ -324,10 +374,17 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
         elif method == "w":
             ws, noises = _project_w(G, target, perceptual, s, record, s.optimize_noise, "w")
             used = G
-        else:
+        elif method == "pti":
             ws, noises = _project_w(G, target, perceptual, s, record, optimize_noise=False, phase="pivot")
             used = _tune_generator(G, ws, noises, target, perceptual, s, record)
             delta = generator_delta(G, used)
+        else:
+            ws = encode(E, target)
+            noises = [m.expand(target.shape[0], -1, -1, -1).clone() for m in G.noise_maps()]
+            used = G
+            if method == "encoder+pti":
+                used = _tune_generator(G, ws, noises, target, perceptual, s, record)
+                delta = generator_delta(G, used)
         with torch.no_grad():
             recon = used.synthesis(ws, noises=noises)
             final = {"lpips": float(perceptual(recon, target).mean()), "mse": float(mse(recon, target).mean())}

@@ -456,3 +456,58 @@ def test_sigterm_stops_the_app_and_removes_its_files(tmp_path):
         took = server.stop(signal.SIGTERM)
     assert took < 20, f"the app took {took:.0f} s to stop"
     assert not list(server.temp.glob("ganbrush-app-*")), "the app left its files behind"
+
+
+# -- the encoder's preview (issue 19) ----------------------------------------------------------------
+def test_encoder_pti_shows_the_encoder_result_before_tuning_ends(server):
+    from inversion import Inversion
+
+    user = gradio_client.Client(server, verbose=False)
+    user.predict(handle_file(photo_path("laos")), "hog", api_name="/find_faces")
+    job = user.submit(0, "encoder+pti", 2000, api_name="/invert")  # minutes of tuning
+    deadline = time.time() + 120
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.outputs(), "no preview arrived"
+    assert not job.done()  # the preview came while the tuning was still running
+    preview = job.outputs()[0]
+    assert Inversion.load(preview[2]).method == "encoder"
+    assert Image.open(preview[1]).size == (256, 256) and Path(preview[5]).is_file()
+    job.cancel()
+    # A short tuning shows both: the encoder's result first, then the tuned one.
+    job = user.submit(0, "encoder+pti", 3, api_name="/invert")
+    job.result(timeout=300)
+    first, last = job.outputs()[0], job.outputs()[-1]
+    assert [Inversion.load(o[2]).method for o in (first, last)] == ["encoder", "encoder+pti"]
+    assert Inversion.load(last[2]).steps == 3
+    assert not np.array_equal(read(first[1]), read(last[1]))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is absent (apt-get install chromium)")
+def test_browser_shows_the_encoder_preview_while_tuning(server, tmp_path):
+    from inversion import Inversion
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server)
+            page.locator("#photo input[type=file]").set_input_files(str(photo_path("laos")))
+            page.wait_for_selector("#photo-preview img", timeout=30_000)
+            page.click("#find")
+            page.wait_for_selector("#faces img", timeout=60_000)
+            page.locator("#method").get_by_label("encoder+pti").check()
+            steps = page.locator("#steps input[type=number]")
+            steps.fill("2000")  # minutes of tuning: only the encoder's preview can show in time
+            steps.press("Enter")
+            page.click("#invert")
+            page.wait_for_selector("#reconstruction img", timeout=60_000)
+            page.wait_for_selector("#npz a", timeout=30_000)
+            page.click("#stop")
+            url = page.locator("#npz a").first.get_attribute("href")
+            (tmp_path / "inversion.npz").write_bytes(page.request.get(url).body())
+        finally:
+            browser.close()
+    # The shown inversion is the encoder's: the tuning was stopped long before it could finish.
+    assert Inversion.load(tmp_path / "inversion.npz").method == "encoder"

@@ -117,7 +117,7 @@ def test_inversion_file_round_trip_and_refusals(G, perceptual, target, tmp_path)
 def test_bad_requests_are_refused(G, perceptual, target):
     with pytest.raises(ValueError, match="unknown inversion method"):
         invert(G, target, "z", perceptual=perceptual)
-    assert set(METHODS) == {"w+", "w", "pti"}
+    assert set(METHODS) == {"w+", "w", "pti", "encoder", "encoder+pti"}
     with pytest.raises(ValueError, match="resolution"):
         invert(G, torch.zeros(1, 3, 64, 64), perceptual=perceptual)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
