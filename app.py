@@ -585,6 +585,10 @@ class App:
             faces.select(_picked_face, None, face_pick, api_name=False)
             inverting = invert_btn.click(_user_errors(self.invert), [state, face_pick, method, steps, rendering],
                                          face_outputs, api_name="invert")
+            # encoder+pti shows a preview the user may already edit: the tuned inversion that
+            # replaces it gets the sliders' edits again (a no-op render when they are all 0).
+            inverting.success(_user_errors(self.apply_edits), [state, restrict, first, last, *sliders, rendering],
+                              [brush, edges_ed, result, result_file], api_name=False)
             stop_btn.click(None, None, None, cancels=[inverting], api_name=False)
             npz.upload(_user_errors(self.load_inversion), [state, face_pick, npz, rendering], face_outputs,
                        api_name="load_inversion")

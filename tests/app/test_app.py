@@ -283,6 +283,8 @@ def test_browser_uploads_inverts_edits_and_shows_the_result(server, tmp_path):
             steps.press("Enter")
             page.click("#invert")
             page.wait_for_selector("#reconstruction img", timeout=120_000)
+            # The default encoder+pti shows the encoder's preview first: wait for the tuning too.
+            page.wait_for_function("() => !document.body.innerText.includes('inverting (')", timeout=120_000)
             page.wait_for_selector("#result img", state="attached", timeout=30_000)
             before = page.locator("#result img").get_attribute("src")
             strength = page.locator("#directions input[type=number]").first
