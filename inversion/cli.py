@@ -81,7 +81,9 @@ def _invert(args: argparse.Namespace, out: Path, targets: list[Path], settings: 
 
     photo = load_photo(args.photo)
     G = load_generator(args.generator, device=args.device)
-    if args.method in ENCODER_METHODS:
+    if args.method is None:
+        args.method = default_method(G, args.encoder)
+    elif args.method in ENCODER_METHODS:
         resolve_encoder(args.encoder, G)  # an encoder for another generator: refused before any work
     try:
         faces = detect_faces(photo, detector=args.detector)
@@ -91,8 +93,6 @@ def _invert(args: argparse.Namespace, out: Path, targets: list[Path], settings: 
         left, top, right, bottom = face.box
         print(f"face {i}: box ({left:.0f}, {top:.0f}, {right:.0f}, {bottom:.0f})")
     aligned = align_face(photo, pick_face(faces, args.face, "--face"), G.img_resolution)
-    if args.method is None:
-        args.method = default_method(G, args.encoder)
     target = uint8_to_float(aligned.image)
     with tqdm(desc=f"invert ({args.method})", unit="step") as bar:
         def progress(step: int, total: int, losses: dict[str, float]) -> None:
@@ -154,9 +154,9 @@ def _train_encoder(args: argparse.Namespace) -> int:
     check_int("--steps", args.steps, 1, 10_000_000)
     overrides = {k: v for k, v in (("batch", args.batch), ("steps_per_interval", args.interval),
                                    ("seed", args.seed)) if v is not None}
-    for name in ("batch", "steps_per_interval"):
-        if name in overrides:
-            check_int(f"--{'interval' if name == 'steps_per_interval' else name}", overrides[name], 1, 100_000)
+    for flag, value in (("--batch", args.batch), ("--interval", args.interval)):
+        if value is not None:
+            check_int(flag, value, 1, 100_000)
     cfg = dataclasses.replace(EncoderTrainConfig(generator=args.generator, **PRESETS[args.preset]), **overrides)
     trainer = train_encoder(cfg, args.data, args.out, args.steps, device=args.device, resume_from=args.resume,
                             force=args.force)

@@ -102,10 +102,10 @@ class _StyleHead(nn.Sequential):
 class Encoder(nn.Module):
     """Aligned faces ``[N, 3, R, R]`` in [-1, 1] -> ``ws [N, num_ws, w_dim]`` (see the module doc)."""
 
-    def __init__(self, cfg: EncoderConfig | None = None, backbone: VGG16Features | None = None) -> None:
+    def __init__(self, cfg: EncoderConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = (cfg or EncoderConfig()).validate()
-        self.backbone = backbone if backbone is not None else VGG16Features()
+        self.backbone = VGG16Features()
         c = cfg.channels
         self.laterals = nn.ModuleList(nn.Conv2d(t, c, 1) for t in TAP_CHANNELS)
         self.smooth = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), _act()) for _ in TAPS)

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbrush_core.devices import resolve_device
+from ganbrush_core.devices import on_device, resolve_device
 from ganbrush_core.faces import FaceDataset, held_out_faces
 from ganbrush_core.metrics import lpips_model
-from ganbrush_core.training import ResumableBatches, Sample, Trainable, TrainingRun
+from ganbrush_core.training import ResumableBatches, Sample, Trainable, TrainError, TrainingRun
 from ganbrush_core.weights import config_from_dict
 from inversion.encoder import Encoder, EncoderConfig, save_encoder
 from stylegan_ops.checkpoints import generator_hash, load_generator
@@ -122,7 +122,7 @@ class EncoderTrainer(Trainable):
         self.lpips = lpips_model(cfg.lpips_net, device=self.device)  # type: ignore[arg-type]
         self.lpips_vgg = lpips_model("vgg", device=self.device)  # held-out score, as the benchmarks measure
         torch.manual_seed(cfg.seed)
-        self.G = G.to(self.device).eval().requires_grad_(False)
+        self.G = on_device(G, self.device).eval().requires_grad_(False)
         self.E = Encoder(EncoderConfig.for_generator(G, channels=cfg.channels)).to(self.device)
         self.E.w_avg.copy_(G.w_avg)
         self.E.generator_hash = generator_hash(G)
@@ -254,14 +254,18 @@ def train_encoder(cfg: EncoderTrainConfig, data: str | os.PathLike, run_dir: str
     resolution. With ``resume_from`` (usually ``run_dir``) the run continues from its checkpoint
     with its own saved config.
     """
-    run = TrainingRun(run_dir, cfg.to_dict(), resume_from=resume_from, force=force)
+    run = TrainingRun(run_dir, cfg.to_dict(), resume_from=resume_from, force=force, device=device)
+    if run.world.size > 1:
+        # Its data, draws and gradients do not follow the loop's distributed pattern yet: the
+        # ranks would train apart while rank 0 alone writes.
+        raise TrainError("ganbrush train encoder runs in one process; start it without torchrun")
     cfg = EncoderTrainConfig.from_dict(run.config)
     random.seed(cfg.seed)  # style mixing draws from Python's generator
     np.random.seed(cfg.seed)
-    G = load_generator(cfg.generator, device=resolve_device(device))
+    G = load_generator(cfg.generator, device=run.device)
     dataset = FaceDataset(data, xflip=True, split="train")
     faces = held_out_faces(cfg.sample_faces, G.img_resolution) if cfg.sample_faces > 0 else None
-    trainer = EncoderTrainer(cfg, G, dataset, device, sample_faces=faces)
+    trainer = EncoderTrainer(cfg, G, dataset, run.device, sample_faces=faces)
     run.train(trainer, total=steps, interval=cfg.steps_per_interval, x_key="step",
               plot_keys=("loss_", "heldout_", "offsets", "r1_"), postfix=("loss_lpips", "heldout_lpips"),
               desc="train encoder", progress=progress)

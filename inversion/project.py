@@ -205,6 +205,11 @@ class _Precision:
         self.scaler.update()
 
 
+def _const_noises(G: Generator, n: int) -> list[torch.Tensor]:
+    """``G``'s constant noise maps, one copy per image (what projections that keep noise fixed use)."""
+    return [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
+
+
 def _project_w_plus(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: ProjectionSettings,
                     record: _Recorder) -> tuple[torch.Tensor, list[torch.Tensor]]:
     n = target.shape[0]
@@ -218,8 +223,7 @@ def _project_w_plus(G: Generator, target: torch.Tensor, perceptual: nn.Module, s
         loss = (s.mse_weight * l_mse + s.perceptual_weight * l_per).sum()
         amp.step(loss, opt)
         record("w+", loss=loss / n, mse=l_mse.mean(), lpips=l_per.mean())
-    noises = [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
-    return ws.detach(), noises
+    return ws.detach(), _const_noises(G, n)
 
 
 def _project_w(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: ProjectionSettings,
@@ -232,7 +236,7 @@ def _project_w(G: Generator, target: torch.Tensor, perceptual: nn.Module, s: Pro
         noises = [torch.randn(n, 1, *m.shape[-2:], generator=gen).to(w.device).requires_grad_(True)
                   for m in G.noise_maps()]
     else:
-        noises = [m.expand(n, -1, -1, -1).clone() for m in G.noise_maps()]
+        noises = _const_noises(G, n)
     params = [w] + (noises if optimize_noise else [])
     peak = s.lr or 0.1
     opt = torch.optim.Adam(params, lr=peak, betas=(0.9, 0.999))
@@ -353,6 +357,7 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
     if isinstance(perceptual, nn.Module):
         perceptual = on_device(perceptual, device)
     target = _check_target(G, image)
+    E = resolve_encoder(encoder, G) if method in ENCODER_METHODS else None
     if perceptual is None:
         from ganbrush_core.metrics import lpips_model
 
@@ -361,30 +366,23 @@ def invert(G: Generator, image: torch.Tensor, method: Method = "w+", steps: int 
     frozen = [p.requires_grad for p in G.parameters()]
     G.eval().requires_grad_(False)
     torch.manual_seed(s.seed)
-    if method in ENCODER_METHODS:
-        E = resolve_encoder(encoder, G)
     total = (0 if method in ENCODER_METHODS else s.steps) + (s.pti_steps if method in TUNING_METHODS else 0)
     record = _Recorder(total, progress)
     started = time.perf_counter()
     try:
-        delta = None
+        # The latent (the pivot of the tuning methods), then the generator tuning if any.
         if method == "w+":
             ws, noises = _project_w_plus(G, target, perceptual, s, record)
-            used = G
         elif method == "w":
             ws, noises = _project_w(G, target, perceptual, s, record, s.optimize_noise, "w")
-            used = G
         elif method == "pti":
             ws, noises = _project_w(G, target, perceptual, s, record, optimize_noise=False, phase="pivot")
+        else:
+            ws, noises = encode(E, target), _const_noises(G, target.shape[0])
+        used, delta = G, None
+        if method in TUNING_METHODS:
             used = _tune_generator(G, ws, noises, target, perceptual, s, record)
             delta = generator_delta(G, used)
-        else:
-            ws = encode(E, target)
-            noises = [m.expand(target.shape[0], -1, -1, -1).clone() for m in G.noise_maps()]
-            used = G
-            if method == "encoder+pti":
-                used = _tune_generator(G, ws, noises, target, perceptual, s, record)
-                delta = generator_delta(G, used)
         with torch.no_grad():
             recon = used.synthesis(ws, noises=noises)
             final = {"lpips": float(perceptual(recon, target).mean()), "mse": float(mse(recon, target).mean())}
