@@ -7,13 +7,14 @@ import os
 import sys
 
 import ganbrush_pipeline
+import ganbrush_semantic
 from ganbrush_compare import cli as compare_cli
 from ganbrush_core import distributed
 from ganbrush_core.devices import resolve_device
 from inpainting import cli as inpainting_cli
 from inversion import cli as inversion_cli
 from manipulate import cli as manipulate_cli
-from manipulate import edit_cli
+from manipulate import edit_cli, labels_cli
 from stylegan_ops import cli as stylegan_cli
 from stylegan_ops import data_cli
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbrush", description="Semantic photo manipulation with GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
     train_sub = stylegan_cli.register(sub)
-    data_cli.register(sub)
+    data_sub = data_cli.register(sub)
     inversion_cli.register(sub)
     manipulate_cli.register(sub)
     edit_cli.register(sub)
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     inpainting_cli.register_train(train_sub)
     manipulate_cli.register_train(train_sub)
     inversion_cli.register_train(train_sub)
+    labels_cli.register_data(data_sub)
+    labels_cli.register_train(train_sub)
+    ganbrush_semantic.register(sub)
     return parser
 
 

@@ -460,8 +460,12 @@ class TrainingRun:
 
     def train(self, trainer: Trainable, total: int, interval: int, *, unit: str = "step",
               log_every: int | None = None, x_key: str = "step", plot_keys: Sequence[str] | None = None,
-              postfix: Sequence[str] = (), desc: str = "train", progress: bool = True) -> Trainable:
-        """Run ``trainer`` until its position reaches ``total`` (counted from the run's start).
+              postfix: Sequence[str] = (), desc: str = "train", progress: bool = True,
+              max_seconds: float | None = None) -> Trainable:
+        """Run ``trainer`` until its position reaches ``total`` (counted from the run's start), or
+        until ``max_seconds`` of wall time (counted from this call, so a resumed run gets a fresh
+        budget) have passed: the run then ends at the first step past the budget, that step's
+        interval written as at the last step (equal-time comparisons of two trainers).
 
         The position is ``trainer.step`` (``unit="step"``) or ``trainer.images_seen``
         (``unit="img"``). An interval ends at the first step at or past each multiple of
@@ -475,6 +479,8 @@ class TrainingRun:
             raise ValueError(f"unit must be 'step' or 'img', got {unit!r}")
         if interval < 1 or (log_every is not None and log_every < 1):
             raise ValueError(f"interval ({interval}) and log_every ({log_every}) must be >= 1")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
         self._restore(trainer)
         main = self.world.main
         if main:
@@ -502,13 +508,18 @@ class TrainingRun:
             rate = (count() - count0) / max(time.perf_counter() - t0, 1e-9)
             shown = {k: f"{stats[k]:.3f}" for k in postfix if k in stats}
             bar.set_postfix({"img_s" if per_image else "step_s": f"{rate:.1f}", **shown})
-            end = pos >= boundary or pos >= total
+            out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+            if max_seconds is not None and self.world.size > 1:
+                out_of_time = distributed.broadcast_object(out_of_time)  # rank 0's clock decides for all
+            end = pos >= boundary or pos >= total or out_of_time
             if end or (log_every is not None and trainer.step % log_every == 0):
                 record = self._record(trainer, sums, rate, per_image)
                 sums.clear()
                 if end:
                     self._end_interval(trainer, record, pos, x_key, plot_keys)
                     boundary = (pos // interval + 1) * interval
+                    if out_of_time:
+                        break
                 else:
                     self.history.append(record)
                     if main:

@@ -5,10 +5,13 @@
   perceptual (0.1), style (250).
 
 Images and edge maps are in [0, 1], masks ``[N, 1, H, W]`` with 1 = hole (the networks' own
-convention, :mod:`inpainting.networks`). Discriminators are used without their final sigmoid:
-the adversarial losses take logits and apply the sigmoid themselves where the official loss does
-(``nsgan``: binary cross-entropy, here in its numerically stable logits form; ``lsgan``: squared
-error on the sigmoid output), which is the same function and stays safe under bf16 autocast.
+convention, :mod:`inpainting.networks`). The adversarial, feature-matching and perceptual
+losses live in :mod:`ganbrush_core.gan_losses` (shared with SPADE) and are imported here; the
+official ``GAN_LOSS`` setting is :class:`GanLoss` (``nsgan`` its default). Discriminators are
+used without their final sigmoid: the adversarial losses take logits and apply the sigmoid
+themselves where the official loss does (``nsgan``: binary cross-entropy, here in its numerically
+stable logits form; ``lsgan``: squared error on the sigmoid output), which is the same function
+and stays safe under bf16 autocast.
 
 Perceptual and style losses use VGG16, not the paper's VGG19 (no offline source of VGG19 weights
 exists; see :mod:`ganbrush_core.backbones`). Perceptual: L1 between relu1_1 ... relu5_1 (weight 1
@@ -20,63 +23,25 @@ relu3_4, relu4_4, relu5_2 map to VGG16's relu2_2, relu3_3 (the last ReLU of bloc
 
 from __future__ import annotations
 
-import enum
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ganbrush_core.backbones import VGG16Features
 from ganbrush_core.distributed import all_mean
+from ganbrush_core.gan_losses import (  # noqa: F401  (EdgeConnect's objectives, shared with SPADE)
+    PERCEPTUAL_LAYERS,
+    GanLoss,
+    PerceptualLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 
-PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS: tuple[str, ...] = ("relu2_2", "relu3_3", "relu4_3", "relu5_2")
 # The paper's VGG19 style layers and their VGG16 stand-ins (for model cards and logs).
 STYLE_LAYERS_VGG19: dict[str, str] = {"relu2_2": "relu2_2", "relu3_4": "relu3_3", "relu4_4": "relu4_3",
                                       "relu5_2": "relu5_2"}
-
-
-class GanLoss(str, enum.Enum):
-    """Adversarial objective (official ``GAN_LOSS``; ``nsgan`` is its default)."""
-
-    NSGAN = "nsgan"
-    LSGAN = "lsgan"
-    HINGE = "hinge"
-
-
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: GanLoss = GanLoss.NSGAN
-                       ) -> torch.Tensor:
-    """D's loss, the mean of its real and fake terms (as the official models average them)."""
-    kind = GanLoss(kind)
-    real_logits, fake_logits = real_logits.float(), fake_logits.float()
-    if kind is GanLoss.NSGAN:
-        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    elif kind is GanLoss.LSGAN:
-        real = (torch.sigmoid(real_logits) - 1).square().mean()
-        fake = torch.sigmoid(fake_logits).square().mean()
-    else:
-        real = F.relu(1 - real_logits).mean()
-        fake = F.relu(1 + fake_logits).mean()
-    return (real + fake) / 2
-
-
-def generator_adversarial_loss(fake_logits: torch.Tensor, kind: GanLoss = GanLoss.NSGAN) -> torch.Tensor:
-    """G's adversarial loss on D's logits for generated samples (non-saturating for ``nsgan``)."""
-    kind = GanLoss(kind)
-    fake_logits = fake_logits.float()
-    if kind is GanLoss.NSGAN:
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-    if kind is GanLoss.LSGAN:
-        return (torch.sigmoid(fake_logits) - 1).square().mean()
-    return -fake_logits.mean()
-
-
-def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list[torch.Tensor]) -> torch.Tensor:
-    """Sum over discriminator layers of the mean L1 distance, real activations held constant."""
-    if len(fake_features) != len(real_features):
-        raise ValueError(f"{len(fake_features)} fake and {len(real_features)} real feature maps")
-    return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features))
 
 
 def hole_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -93,25 +58,6 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     with torch.autocast(features.device.type, enabled=False):
         f = features.float().reshape(n, c, h * w)
         return f @ f.transpose(1, 2) / (c * h * w)
-
-
-class PerceptualLoss(nn.Module):
-    """Sum over :data:`PERCEPTUAL_LAYERS` of the mean L1 distance between VGG16 activations of
-    ``x`` and ``y`` (RGB ``[N, 3, H, W]`` in [0, 1]); gradients flow into ``x`` only."""
-
-    def __init__(self, vgg: VGG16Features, layers: tuple[str, ...] = PERCEPTUAL_LAYERS,
-                 weights: tuple[float, ...] | None = None):
-        super().__init__()
-        self.vgg, self.layers = vgg, layers
-        self.weights = weights or (1.0,) * len(layers)
-        if len(self.weights) != len(layers):
-            raise ValueError(f"{len(self.weights)} weights for {len(layers)} layers")
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx = self.vgg(x, self.layers)
-        with torch.no_grad():
-            fy = self.vgg(y, self.layers)
-        return sum(w * F.l1_loss(fx[k].float(), fy[k].float()) for k, w in zip(self.layers, self.weights))
 
 
 class StyleLoss(nn.Module):

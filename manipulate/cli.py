@@ -1,5 +1,6 @@
 """``ganbrush directions``: compute latent directions for a generator and save them;
-``ganbrush train attributes``: train the attribute classifier that InterFaceGAN needs."""
+``ganbrush train attributes``: train the attribute classifier that InterFaceGAN needs;
+``ganbrush train spade``: train the SPADE synthesizer or its concatenation baseline."""
 
 from __future__ import annotations
 
@@ -96,6 +97,57 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite the classifier (and any run) in --out")
     add_device_argument(p)
     p.set_defaults(func=_train_attributes)
+    _register_train_spade(train_sub)
+
+
+def _register_train_spade(train_sub: argparse._SubParsersAction) -> None:
+    from manipulate.spade_train import PRESETS
+
+    p = train_sub.add_parser(
+        "spade", help="train the SPADE synthesizer (label map + style -> face) or its concatenation baseline",
+        description="Train a SPADE generator with its VAE style encoder (or the baseline with the labels "
+                    "concatenated to every block, --generator concat) on a labelled face set from "
+                    "`ganbrush data labels`, at the set's resolution. Writes RUN/synthesizer.safetensors, "
+                    "config.json, checkpoint.pt, log.jsonl, samples_<step>.png and losses.png every interval.")
+    p.add_argument("--data", required=True, help="labelled face set (images.npy + labels.npy)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--generator", default="spade", choices=("spade", "concat"),
+                   help="spade: SPADE blocks; concat: the pix2pixHD-style baseline on the same trunk")
+    p.add_argument("--preset", default="cpu64", choices=list(PRESETS), help="tiny: tests and smoke runs")
+    p.add_argument("--steps", type=int, default=1_000_000, help="train until this many steps (counted from the "
+                                                                "start; default: until --minutes)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget of this call (equal-time comparisons); ends after the step past it")
+    p.add_argument("--batch", type=int, default=None, help="faces per step (default: the preset's)")
+    p.add_argument("--interval", type=int, default=None, help="steps between checkpoints and samples")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out); "
+                                                  "its saved settings win")
+    p.add_argument("--force", action="store_true", help="start over in an --out that holds a run")
+    add_device_argument(p)
+    p.set_defaults(func=_train_spade)
+
+
+def _train_spade(args: argparse.Namespace) -> int:
+    from ganbrush_core.checks import check_float, check_int
+    from manipulate.spade_train import PRESETS, SYNTHESIZER_FILE, SpadeTrainConfig, train
+
+    check_int("--steps", args.steps, 1, 100_000_000)
+    if args.minutes is not None:
+        check_float("--minutes", args.minutes, 0.0, 1e6, lo_open=True)
+    for flag, value in (("--batch", args.batch), ("--interval", args.interval)):
+        if value is not None:
+            check_int(flag, value, 1, 100_000)
+    overrides = {k: v for k, v in (("batch", args.batch), ("steps_per_interval", args.interval),
+                                   ("seed", args.seed)) if v is not None}
+    cfg = SpadeTrainConfig(generator=args.generator, **{**PRESETS[args.preset], **overrides})
+    trainer = train(cfg, args.data, args.out, args.steps, device=args.device, resume_from=args.resume,
+                    minutes=args.minutes, force=args.force)
+    last = next((r for r in reversed(trainer.history) if "sample_recon_l1" in r), None)
+    score = f", reconstruction L1 {last['sample_recon_l1']:.3f}" if last else ""
+    print(f"wrote {Path(args.out) / SYNTHESIZER_FILE} ({trainer.cfg.generator.value}, {trainer.step} steps, "
+          f"{trainer.images_seen} images{score})")
+    return 0
 
 
 def _train_attributes(args: argparse.Namespace) -> int:

@@ -43,7 +43,8 @@ def _eval_fid(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``data`` and ``eval``; returns the ``data`` group's subparsers (other packages add theirs)."""
     data = sub.add_parser("data", help="build training data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     faces = data_sub.add_parser("faces", help="pack aligned CelebA + UTKFace faces into images.npy (held-out split "
@@ -75,3 +76,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     fid.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_device_argument(fid)
     fid.set_defaults(func=_eval_fid)
+    return data_sub

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ganbrush_core", "stylegan_ops", "inversion", "manipulate", "inpainting")
-TOP = ("ganbrush_pipeline", "ganbrush_cli", "app", "ganbrush_compare")
+TOP = ("ganbrush_pipeline", "ganbrush_semantic", "ganbrush_cli", "app", "ganbrush_compare")
 # What each package may import, besides itself and third-party code.
 ALLOWED: dict[str, set[str]] = {
     "ganbrush_core": set(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,26 @@ def test_image_positions_end_intervals_at_each_multiple(tmp_path):
     assert [(r["step"], r["images_seen"]) for r in trainer.history] == [(5, 35), (9, 63), (13, 91), (15, 105)]
     assert all("images_per_s" in r for r in trainer.history)
     assert (tmp_path / "img" / "samples_00000035.png").is_file()
+
+
+def test_max_seconds_ends_the_run_at_the_first_step_past_the_budget(tmp_path):
+    class Slow(TinyTrainer):
+        def train_step(self) -> dict[str, float]:
+            time.sleep(0.02)
+            return super().train_step()
+
+    run_dir = tmp_path / "timed"
+    trainer = Slow()
+    run = TrainingRun(run_dir, {})
+    started = time.perf_counter()
+    run.train(trainer, total=10_000, interval=1000, progress=False, max_seconds=0.2)
+    assert time.perf_counter() - started < 5
+    assert 5 <= trainer.step < 100  # 20 ms a step: stopped soon after 0.2 s, long before 10000
+    # The last step's interval is written as at the end of a run: record, checkpoint, samples.
+    assert [r["step"] for r in _log(run_dir)] == [trainer.step]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == trainer.step
+    assert (run_dir / f"samples_{trainer.step:08d}.png").is_file()
+    resumed = _train(run_dir, trainer.step + 3, Slow(), resume=True, log_every=None)
+    assert resumed.step == trainer.step + 3
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainingRun(tmp_path / "bad", {}).train(TinyTrainer(), total=5, interval=5, max_seconds=0)
