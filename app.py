@@ -5,12 +5,14 @@ Upload a photo -> pick one of the faces found -> invert it (live progress; or up
 and redraw its predicted edges -> download the photo with the edited face, rendered at the
 photo's own resolution (the generator supplies only the change; a "generator" switch shows the
 generator's render pasted instead, for comparison). Every step calls
-:mod:`ganbrush_pipeline`; each browser session keeps its own state (``gr.State``), requests are
+:mod:`ganbrush_pipeline`. Beside the latent edits, the face's semantic label map can be painted
+(a fixed palette, presets such as "widen mouth") and SPADE redraws the changed part of the photo
+(:mod:`ganbrush_semantic`). Each browser session keeps its own state (``gr.State``), requests are
 queued, and a user error is shown as a one-line message while the app keeps serving.
 
 Named API endpoints (for ``gradio_client``): ``/pipeline`` (everything in one call, files in),
 and the steps ``/find_faces``, ``/invert``, ``/load_inversion``, ``/edit``, ``/predict_edges``,
-``/regenerate`` that share the session state.
+``/regenerate``, ``/labels``, ``/synthesize`` that share the session state.
 
 Hostile and careless inputs: photos arrive as files and are read by :func:`inversion.load_photo`
 (bit depth, transparency, EXIF, the size limit from the header), never by Gradio's converter. An
@@ -56,13 +58,17 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import ganbrush_pipeline as pipe  # noqa: E402
+import ganbrush_semantic as sem  # noqa: E402
 from ganbrush_core.cancel import Cancelled, CancelToken  # noqa: E402
+from ganbrush_core.checks import check_int  # noqa: E402
 from ganbrush_core.devices import DeviceError, add_device_argument, module_device, resolve_device  # noqa: E402
 from ganbrush_core.images import to_uint8  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
-from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, load_photo  # noqa: E402
+from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, align_face, load_photo  # noqa: E402
+from inversion.align import pick_face  # noqa: E402
 from inversion.project import default_method  # noqa: E402
 from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
+from manipulate import labels as L  # noqa: E402
 from manipulate.transfer import Rendering  # noqa: E402
 from stylegan_ops import load_generator  # noqa: E402
 from stylegan_ops.networks import Generator  # noqa: E402
@@ -85,6 +91,8 @@ MAX_STEPS = 2000
 MAX_STRENGTH = 5.0
 #: After a cancel, how long the request waits for its worker thread to stop (it stops within a step).
 STOP_WAIT_SECONDS = 30
+#: The label-map step's optional style seed (empty: the face's own style) is a whole number up to this.
+MAX_STYLE_SEED = 2**31 - 1
 
 T = TypeVar("T")
 
@@ -111,6 +119,8 @@ class Session:
     edited_render: torch.Tensor | None = None  # the edit's render, float [1, 3, r, r] in [-1, 1]
     mask: np.ndarray | None = None  # bool [r, r] the edges were predicted for
     edges: np.ndarray | None = None  # float [r, r]
+    labels: np.ndarray | None = None  # the label-map step's predicted map, uint8 [s, s] class indices
+    label_face: int = 0  # the face that map belongs to
 
 
 @dataclasses.dataclass
@@ -235,6 +245,70 @@ def _picked_face(evt: gr.SelectData) -> int:
     return int(evt.index)
 
 
+# -- the label-map step ---------------------------------------------------------------------------------
+#: One-click edits of a label map, applied to what the editor shows.
+LABEL_PRESETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    name: L.PRESETS[name] for name in ("widen mouth", "narrow mouth", "bigger eyes", "remove brows")}
+
+
+def _hex(rgb: np.ndarray) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
+
+
+def _palette_legend() -> str:
+    """HTML: a swatch and the name of each class, in the brush's colour order."""
+    items = "".join(f'<div><span style="display:inline-block;width:14px;height:14px;margin-right:6px;'
+                    f'vertical-align:middle;border:1px solid #888;background:{_hex(c)}"></span>'
+                    f'{name.replace("_", " ")}</div>' for name, c in zip(L.CLASSES, L.PALETTE))
+    return f'<div id="label-legend">{items}</div>'
+
+
+def _style_seed(seed: str | float | None) -> int | None:
+    """The style seed typed (text) or sent (a number); ``None`` for an empty field."""
+    text = "" if seed is None else str(seed).strip()
+    if not text:
+        return None
+    value: object = text
+    for parse in (int, float):  # "3", "3.0" and 3 alike; check_int refuses fractions, nan and inf
+        try:
+            value = parse(text)
+            break
+        except ValueError:
+            pass
+    return check_int("the style seed", value, 0, MAX_STYLE_SEED)
+
+
+def _label_editor(labels: np.ndarray) -> dict:
+    """An ImageEditor value showing ``labels`` colour-coded, with nothing painted on it yet."""
+    return {"background": L.colorize(labels), "layers": [], "composite": None}
+
+
+def _editor_picture(value: dict | None) -> np.ndarray | None:
+    """What an ImageEditor value (RGBA images) shows, uint8 ``[H, W, 3]``: its composite, or (from
+    a client that sends none) its layers, alpha-blended over its background (Gradio leaves the
+    colour of transparent pixels arbitrary)."""
+    if not value or value.get("background") is None:
+        return None
+    background = np.asarray(value["background"])
+    if background.ndim == 2:
+        background = np.repeat(background[..., None], 3, axis=2)
+    out = background[..., :3].astype(np.float32)
+    overlays = [value["composite"]] if value.get("composite") is not None else value.get("layers") or []
+    for layer in overlays:
+        if layer is None:
+            continue
+        a = np.asarray(layer)
+        if a.shape[:2] != out.shape[:2]:
+            raise AppInputError(f"a painted layer is {a.shape[1]}x{a.shape[0]} px, the map "
+                                f"{out.shape[1]}x{out.shape[0]}: paint on the map the app shows")
+        if a.ndim == 2 or a.shape[2] == 3:  # opaque
+            out = np.repeat(a[..., None], 3, axis=2).astype(np.float32) if a.ndim == 2 else a.astype(np.float32)
+            continue
+        alpha = a[..., 3:].astype(np.float32) / 255
+        out = out * (1 - alpha) + a[..., :3] * alpha
+    return np.round(out).astype(np.uint8)
+
+
 class App:
     """The handlers, bound to one generator and its directions."""
 
@@ -315,6 +389,8 @@ class App:
             raise AppInputError("upload a photo and press 'Find faces' first")
         if what == "inversion" and session.inversion is None:
             raise AppInputError("invert the face (or upload its inversion .npz) first")
+        if what == "labels" and session.labels is None:
+            raise AppInputError("press 'Label map' to show the face's label map first")
         return session
 
     def _edits(self, strengths: tuple[float, ...]) -> list[Edit]:
@@ -460,6 +536,54 @@ class App:
         editor = gr.skip() if used is None else {"background": _edges_image(used), "layers": [], "composite": None}
         return _enlarge(face, EDITOR_SIDE), editor, pasted, self._save_png(pasted, "result")
 
+    # -- the label map (SPADE) ---------------------------------------------------------------------
+    def label_map(self, workspace: Workspace, face: int | None) -> tuple:
+        """The picked face's predicted label map (:data:`ganbrush_semantic.MAP_SIZE` px) in the
+        editor, and the face aligned at the same size beside it."""
+        session = self._need(workspace, "photo")
+        index = int(face or 0)
+        pick_face(session.faces, index, "face", AppInputError)
+        fl = sem.photo_labels(session.photo, index, sem.MAP_SIZE, faces=session.faces)
+        shown = align_face(session.photo, fl.aligned.face, sem.MAP_SIZE).image
+        workspace.commit(session, dataclasses.replace(session, labels=fl.labels, label_face=index))
+        return _label_editor(fl.labels), shown
+
+    def _painted_labels(self, session: Session, editor: dict | None) -> np.ndarray:
+        """The map painted in the editor, uint8 ``[s, s]`` class indices."""
+        picture = _editor_picture(editor)
+        if picture is None:
+            raise AppInputError("press 'Label map' to show the face's label map first")
+        side = session.labels.shape[0]
+        if picture.shape[:2] != (side, side):
+            raise AppInputError(f"the painted map is {picture.shape[1]}x{picture.shape[0]} px; paint on the "
+                                f"{side}x{side} map the app shows")
+        # The brush offers only the palette: any other colour is the edge of an anti-aliased
+        # stroke, and belongs to the nearest class.
+        return L.snap_colors(picture, max_distance=np.inf)
+
+    def label_preset(self, name: str, workspace: Workspace, editor: dict | None) -> dict:
+        """The editor's map with the preset ``name`` applied (on top of what was painted)."""
+        session = self._need(workspace, "labels")
+        return _label_editor(LABEL_PRESETS[name](self._painted_labels(session, editor)))
+
+    def reset_label_map(self, workspace: Workspace) -> dict:
+        return _label_editor(self._need(workspace, "labels").labels)
+
+    def synthesize(self, workspace: Workspace, editor: dict | None, seed: str | float | None,
+                   progress: gr.Progress = PROGRESS) -> tuple:
+        """The photo with the face redrawn from the painted map: the result, its PNG, and SPADE's
+        renders (own map | edited map | blended) enlarged side by side. ``seed``: empty (the
+        face's own style) or a whole number (another style)."""
+        session = self._need(workspace, "labels")
+        edited = self._painted_labels(session, editor)
+        style = _style_seed(seed)
+        progress(0, desc="redrawing the changed labels")
+        result = sem.synthesize_photo(session.photo, edited, session.label_face, style, faces=session.faces,
+                                      device=self.device)
+        renders = np.concatenate([_enlarge(image, sem.MAP_SIZE) for image in
+                                  (result.reconstruction, result.synthesized, result.render)], axis=1)
+        return result.photo, self._save_png(result.photo, "synthesized"), renders
+
     async def pipeline(self, photo: str | None, edits: str, face: float, method: str, steps: float, layers: str,
                        mask: str | None, inversion: str | None, rendering: str = Rendering.NATIVE.value,
                        request: gr.Request | None = None, progress: gr.Progress = PROGRESS) -> tuple:
@@ -495,7 +619,8 @@ class App:
             state = gr.State(_new_workspace)  # called once per browser session
             gr.Markdown("# ganbrush\nSemantic photo editing with a StyleGAN2 face generator and EdgeConnect. "
                         "1. upload a photo and find its faces, 2. invert one, 3. edit it with the sliders, "
-                        "4. optionally paint a region to regenerate, 5. download the result.")
+                        "4. optionally paint a region to regenerate, 5. download the result. Or, after 1, "
+                        "paint the face's label map and let SPADE redraw it (at the bottom).")
             with gr.Row():
                 with gr.Column():
                     # A file, not gr.Image: Gradio's image converter would clip 16-bit photos, drop
@@ -577,6 +702,37 @@ class App:
                     p_out = gr.Image(label="Result", format="png", interactive=False)
                     p_file = gr.File(label="Result (PNG)")
                     p_npz = gr.File(label="Inversion .npz")
+            gr.Markdown("## Edit the label map (SPADE)\nThe picked face's semantic map: paint it with the class "
+                        "colours (or press a preset), then Synthesize. SPADE draws the changed part in the face's "
+                        "own style (or another, from a seed), and only that part of the uploaded photo changes "
+                        "(the latent edits above are not part of it).")
+            with gr.Row():
+                labels_btn = gr.Button("Label map", variant="primary", elem_id="labels")
+                preset_btns = [gr.Button(name.capitalize(), elem_id="preset-" + name.replace(" ", "-"))
+                               for name in LABEL_PRESETS]
+                reset_btn = gr.Button("Reset the map", elem_id="reset-labels")
+            with gr.Row():
+                colours = [_hex(c) for c in L.PALETTE]
+                label_ed = gr.ImageEditor(label="Label map: paint with the class colours", type="numpy", format="png",
+                                          brush=gr.Brush(colors=colours, default_color=colours[L.CLASS_INDEX["skin"]],
+                                                         color_mode="fixed"),
+                                          eraser=gr.Eraser(), sources=(), transforms=(), layers=False,
+                                          canvas_size=(sem.MAP_SIZE, sem.MAP_SIZE), fixed_canvas=True, height=400,
+                                          elem_id="label-map")
+                label_face = gr.Image(label="Aligned face", format="png", interactive=False, height=sem.MAP_SIZE,
+                                      elem_id="label-face")
+                gr.HTML(_palette_legend(), label="Classes (brush colours in this order)")
+            with gr.Row():
+                # Text, not gr.Number: an empty Number shows and sends 0 from the browser, a seed like any other.
+                style_seed = gr.Textbox(value="", placeholder="empty: the face's own style",
+                                        label=f"Style seed (0..{MAX_STYLE_SEED}: another style)", elem_id="style-seed")
+                synth_btn = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
+            synth_renders = gr.Image(label="SPADE: own map | edited map | blended", format="png", interactive=False,
+                                     elem_id="synth-renders")
+            with gr.Row():
+                synth_result = gr.Image(label="Synthesized photo", format="png", interactive=False,
+                                        elem_id="synth-result")
+                synth_file = gr.File(label="Download the synthesized photo (PNG)", elem_id="synth-file")
 
             face_outputs = [aligned_img, recon_img, npz, brush, edges_ed, result, result_file]
             photo_in.upload(_user_errors(self.preview), [photo_in], [photo_shown], api_name=False)
@@ -602,6 +758,14 @@ class App:
                                   [p_photo, p_edits, p_face, p_method, p_steps, p_layers, p_mask, p_inv, p_rendering],
                                   [p_out, p_file, p_npz], api_name="pipeline")
             p_stop.click(None, None, None, cancels=[running], api_name=False)
+            labels_btn.click(_user_errors(self.label_map), [state, face_pick], [label_ed, label_face],
+                             api_name="labels")
+            for name, btn in zip(LABEL_PRESETS, preset_btns):
+                btn.click(_user_errors(functools.partial(self.label_preset, name)), [state, label_ed], [label_ed],
+                          api_name=False)
+            reset_btn.click(_user_errors(self.reset_label_map), [state], [label_ed], api_name=False)
+            synth_btn.click(_user_errors(self.synthesize), [state, label_ed, style_seed],
+                            [synth_result, synth_file, synth_renders], api_name="synthesize")
             # A closed tab (or gradio_client) does not cancel its running requests in Gradio: stop them here.
             demo.unload(self._session_closed)
         return demo

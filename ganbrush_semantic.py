@@ -23,6 +23,7 @@ aligned frame; region masks bool ``[r, r]`` at the synthesizer's resolution, Tru
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from manipulate.synthesis import (
     SynthesisError,
     changed_region,
     face_label_map,
+    get_parser,
     get_synthesizer,
     style_of,
     synthesize,
@@ -56,14 +58,24 @@ from manipulate.transfer import transfer_edit
 MAP_SIZE = 256
 #: The replaced region grows by this fraction of the face side beyond the changed labels.
 MARGIN = 0.06
-#: EdgeConnect redraws this many px (at the synthesizer's resolution) on each side of the border.
+#: The border of the replaced region is blended over this many px (at the synthesizer's
+#: resolution) on each side: redrawn there by EdgeConnect, or cross-faded.
 BLEND_BAND = 2
+
+
+class Blend(str, enum.Enum):
+    """How SPADE's drawing meets the reconstruction at the region's border: ``edgeconnect``
+    redraws a band on the border with the learned inpainter; ``feather`` cross-fades the two over
+    the same band (a smooth change, which the edit transfer carries to the photo as such)."""
+
+    EDGECONNECT = "edgeconnect"
+    FEATHER = "feather"
 
 
 @dataclass
 class FaceLabels:
-    """A face's label map: ``aligned`` (at ``res``), its landmarks in aligned px, and ``labels``
-    (uint8 ``[size, size]``) in the same frame."""
+    """A face's label map: ``aligned`` (at the parser's resolution), its landmarks in aligned px,
+    and ``labels`` (uint8 ``[size, size]``) in the same frame."""
 
     aligned: AlignedFace
     landmarks: np.ndarray
@@ -71,17 +83,18 @@ class FaceLabels:
     faces: list[Face]
 
 
-def photo_labels(photo: np.ndarray, face: int = 0, size: int = MAP_SIZE, res: int = 64,
-                 detector: Detector = "hog", parser: FaceParser | str | None = None,
-                 faces: list[Face] | None = None) -> FaceLabels:
-    """Find the faces in ``photo`` (or take ``faces``), align face number ``face`` at ``res`` and
-    label it at ``size``."""
+def photo_labels(photo: np.ndarray, face: int = 0, size: int = MAP_SIZE, detector: Detector = "hog",
+                 parser: FaceParser | str | None = None, faces: list[Face] | None = None) -> FaceLabels:
+    """Find the faces in ``photo`` (or take ``faces``), align face number ``face`` at the parser's
+    resolution and label it at ``size``. The map depends only on the photo, the face and the
+    parser (not on a synthesizer), so ``ganbrush labels`` and :func:`synthesize_photo` agree."""
     if not isinstance(size, int) or not 16 <= size <= 2048:
         raise SynthesisError(f"the map size must be an integer from 16 to 2048 px, got {size!r}")
     faces = faces if faces is not None else detect_faces(photo, detector=detector)
-    aligned = align_face(photo, pick_face(faces, face, "--face", SynthesisError), res)
+    net = get_parser(parser)
+    aligned = align_face(photo, pick_face(faces, face, "face", SynthesisError), net.cfg.res)
     lm = aligned_landmarks(aligned)
-    return FaceLabels(aligned, lm, face_label_map(aligned.image, lm, size, parser), faces)
+    return FaceLabels(aligned, lm, face_label_map(aligned.image, lm, size, net), faces)
 
 
 @dataclass
@@ -97,6 +110,17 @@ class SynthesisResult:
     synthesized: np.ndarray
     render: np.ndarray
     labels: FaceLabels
+
+
+def feather_blend(inside: np.ndarray, outside: np.ndarray, region: np.ndarray, band: int = BLEND_BAND) -> np.ndarray:
+    """uint8 ``[r, r, 3]``: ``inside`` in ``region``, ``outside`` beyond it, cross-faded over
+    ``band`` px on each side of the border (a box-blurred mask, blurred twice)."""
+    alpha = region.astype(np.float32)
+    if band > 0:
+        for _ in range(2):
+            alpha = cv2.blur(alpha, (band + 1, band + 1), borderType=cv2.BORDER_REPLICATE)
+    a = alpha[..., None]
+    return np.clip(np.round(inside * a + outside * (1 - a)), 0, 255).astype(np.uint8)
 
 
 def blend_border(render: np.ndarray, region: np.ndarray, band: int = BLEND_BAND,
@@ -117,7 +141,8 @@ def blend_border(render: np.ndarray, region: np.ndarray, band: int = BLEND_BAND,
 def synthesize_photo(photo: np.ndarray, edited: np.ndarray, face: int = 0, style: StyleSpec = None,
                      model: Synthesizer | str | os.PathLike | None = None, parser: FaceParser | str | None = None,
                      margin: float = MARGIN, detector: Detector = "hog", faces: list[Face] | None = None,
-                     feather: float = 0.1, device: str | torch.device | None = None) -> SynthesisResult:
+                     blend: Blend | str = Blend.FEATHER, feather: float = 0.1,
+                     device: str | torch.device | None = None) -> SynthesisResult:
     """``photo`` with face number ``face`` redrawn from the ``edited`` label map (uint8 ``[s, s]``
     in the aligned frame, as :func:`photo_labels` / ``ganbrush labels`` wrote it), in the face's
     own style (``style=None``) or another (a ``z`` tensor or an int seed). See the module
@@ -128,22 +153,33 @@ def synthesize_photo(photo: np.ndarray, edited: np.ndarray, face: int = 0, style
                              "`ganbrush labels` wrote")
     net = get_synthesizer(model, device or "cpu")
     res = net.cfg.resolution
-    own = photo_labels(photo, face, edited.shape[0], res, detector, parser, faces)
+    own = photo_labels(photo, face, edited.shape[0], detector, parser, faces)
+    aligned = own.aligned if own.aligned.res == res else align_face(photo, own.aligned.face, res)
     region = changed_region(own.labels, edited, res, margin)
     if not region.any():
         raise SynthesisError("the edited map equals the face's own: paint the change on the map `ganbrush labels` "
                              "wrote (with its palette) and pass that file")
-    z = style if style is not None else style_of(own.aligned.image, net)
+    z = style if style is not None else style_of(aligned.image, net)
     recon = synthesize(None, own.labels, z, net)
     drawn = synthesize(None, edited, z, net)
     recon_u8, drawn_u8 = to_uint8(recon)[0], to_uint8(drawn)[0]
-    render = np.where(region[..., None], drawn_u8, recon_u8)
-    render = blend_border(render, region, device=device)
-    out = transfer_edit(photo, own.aligned, recon_u8, render, feather=feather)
+    if Blend(blend) is Blend.EDGECONNECT:
+        render = blend_border(np.where(region[..., None], drawn_u8, recon_u8), region, device=device)
+    else:
+        render = feather_blend(drawn_u8, recon_u8, region)
+    out = transfer_edit(photo, aligned, recon_u8, render, feather=feather)
     return SynthesisResult(out, region, recon_u8, drawn_u8, render, own)
 
 
 # -- CLI --------------------------------------------------------------------------------------------
+def _add_face_arguments(p: argparse.ArgumentParser) -> None:
+    """Which face and how its map is made (the same for both commands, so their maps agree)."""
+    p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
+    p.add_argument("--parser", default="default", help="face parser file (default: the shipped one)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ganbrush labels`` and ``ganbrush synthesize``."""
     p = sub.add_parser(
@@ -156,29 +192,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", default=None, help="index map file (default: OUT with .index.png)")
     p.add_argument("--face-out", default=None, help="also write the aligned face at the map's size (to paint over)")
     p.add_argument("--size", type=int, default=MAP_SIZE, help="side of the map in px")
-    p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
-    p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
-    p.add_argument("--parser", default="default", help="face parser file (default: the shipped one)")
     p.add_argument("--palette", action="store_true", help="print the class colours")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    _add_face_arguments(p)
     p.set_defaults(func=_labels_cli)
 
     s = sub.add_parser(
         "synthesize", help="redraw a face in a photo from an edited label map (SPADE), at the photo's resolution",
         description="Compare --labels (an edited copy of the map `ganbrush labels` wrote) with the face's own map, "
-                    "draw the changed region with SPADE in the face's style, blend its border with EdgeConnect and "
-                    "carry the change to the photo at its own resolution. Pixels outside the change stay exact.")
+                    "draw the changed region with SPADE in the face's style, blend its border and carry "
+                    "the change to the photo at its own resolution. Pixels outside the change stay exact.")
     s.add_argument("photo", help="photo file (JPEG, PNG, ...)")
     s.add_argument("--labels", required=True, help="the edited label map (colour-coded or index PNG)")
     s.add_argument("--out", required=True, help="output image file (.png, .jpg, ...)")
     s.add_argument("--style", default="own", help="'own' (the face's style, default) or an integer seed for another")
     s.add_argument("--render-out", default=None, help="also write SPADE's renders (own map | edited map | blended)")
     s.add_argument("--margin", type=float, default=MARGIN, help="region growth, fraction of the face side")
-    s.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
-    s.add_argument("--detector", default="hog", choices=["hog", "cnn"])
+    s.add_argument("--blend", default=Blend.FEATHER.value, choices=[b.value for b in Blend],
+                   help="how the drawn region meets the rest: feather (cross-fade, default) or edgeconnect "
+                        "(the border redrawn by EdgeConnect)")
     s.add_argument("--synthesizer", default="default", help="SPADE file (default: the shipped one)")
-    s.add_argument("--parser", default="default", help="face parser file (default: the shipped one)")
-    s.add_argument("--force", action="store_true", help="overwrite existing output files")
+    _add_face_arguments(s)
     add_device_argument(s)
     s.set_defaults(func=_synthesize_cli)
 
@@ -240,7 +273,7 @@ def _synthesize_cli(args: argparse.Namespace) -> int:
     photo = load_photo(args.photo)
     model = get_synthesizer(args.synthesizer, args.device)
     result = synthesize_photo(photo, edited, args.face, style, model, args.parser, args.margin, args.detector,
-                              device=args.device)
+                              blend=args.blend, device=args.device)
     with write_all(targets, args.force) as tmp:
         save_photo(result.photo, tmp[0], force=True)
         if args.render_out:

@@ -12,10 +12,12 @@ parser + landmarks) are drawn by each synthesizer and measured:
   the drawings' derived maps against the edited maps (is the edit followed?);
 - ms per face (batch 1, median).
 
-Also the parser's per-class IoU on FASSEG's 50 test faces (``--fasseg``).
+Also the parser's per-class IoU on FASSEG's 50 test faces (``--fasseg``) and, for scale, the FID
+of as many real training faces against the same held-out faces (``--reference``).
 
     python benchmarks/synthesis.py --models spade=manipulate/weights/spade64.safetensors,\\
-        concat=manipulate/weights/spade64-concat.safetensors --faces 1000 --out runs/synthesis.json
+        concat=manipulate/weights/spade64-concat.safetensors --faces 1000 --fasseg \\
+        --reference out/faces64-train --out runs/synthesis.json
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=1000, help="held-out faces")
     ap.add_argument("--widen", type=float, default=1.3, help="mouth scale of the edited maps")
     ap.add_argument("--fasseg", action="store_true", help="also the parser's IoU on FASSEG's test faces")
+    ap.add_argument("--reference", default=None, metavar="FACES_DIR",
+                    help="packed training faces: also the FID of as many real faces (the floor at this count)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
@@ -133,8 +137,16 @@ def main() -> None:
     print("|---|" + "---:|" * len(rows))
     for k in keys:
         print(f"| {k} | " + " | ".join(f"{rows[m][k]:.4g}" for m in rows) + " |")
+    if args.reference:
+        from ganbrush_core.faces import load_images
+
+        ref = np.asarray(load_images(args.reference)[:len(real)])
+        rows_ref = fid_from_stats(real_stats, Stats.of(features_from_images(ref)))
+        print(f"\nFID of {len(ref)} real training faces against the same held-out faces: {rows_ref:.2f}")
     result = {"faces": len(real), "widen": args.widen, "seed": args.seed, "models": models, "results": rows,
               "threads": torch.get_num_threads()}
+    if args.reference:
+        result["fid_real_training_faces"] = rows_ref
     if args.fasseg:
         iou = fasseg_iou(parser, progress=False)
         result["fasseg_iou"] = iou

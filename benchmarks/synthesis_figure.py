@@ -19,16 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ganbrush_core.images import save_pil  # noqa: E402
 from ganbrush_core.paths import data_root  # noqa: E402
-from ganbrush_semantic import synthesize_photo  # noqa: E402
+from ganbrush_semantic import photo_labels, synthesize_photo  # noqa: E402
 from inversion import load_photo  # noqa: E402
 from inversion.align import align_native  # noqa: E402
 from manipulate import labels as L  # noqa: E402
 
-EDITS = {
-    "mouth widened 30 %": lambda m: L.scale_parts(m, L.MOUTH, 1.3),
-    "eyes opened 60 %": lambda m: L.scale_parts(L.scale_parts(m, ("left_eye",), 1.1, 1.6), ("right_eye",), 1.1, 1.6),
-    "brows removed": lambda m: np.where(np.isin(m, [L.CLASS_INDEX[c] for c in L.BROWS]), L.CLASS_INDEX["skin"], m),
-}
+EDITS = {"mouth widened 30 %": L.PRESETS["widen mouth"], "eyes opened 60 %": L.PRESETS["open eyes"],
+         "brows removed": L.PRESETS["remove brows"]}
 
 
 def tile(image: np.ndarray, side: int, label: str) -> np.ndarray:
@@ -48,8 +45,6 @@ def main() -> None:
     rows = []
     for name, edit_name in zip(args.photos.split(","), args.edits.split(",")):
         photo = load_photo(data_root() / "photos" / name)
-        from ganbrush_semantic import photo_labels
-
         own = photo_labels(photo, size=256)
         edited = EDITS[edit_name](own.labels)
         result = synthesize_photo(photo, edited, faces=own.faces)

@@ -15,6 +15,7 @@ colour) or an index PNG (mode ``L``, or ``P`` with :data:`PALETTE` as its palett
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,27 @@ def scale_parts(labels: np.ndarray, classes: tuple[str, ...], sx: float, sy: flo
 MOUTH: tuple[str, ...] = ("upper_lip", "lower_lip", "inner_mouth")
 EYES: tuple[str, ...] = ("left_eye", "right_eye")
 BROWS: tuple[str, ...] = ("left_brow", "right_brow")
+
+
+def scale_each(labels: np.ndarray, classes: tuple[str, ...], sx: float, sy: float | None = None) -> np.ndarray:
+    """:func:`scale_parts` for each of ``classes`` about its own centre (eyes grow in place, not apart)."""
+    for c in classes:
+        if np.isin(labels, CLASS_INDEX[c]).any():
+            labels = scale_parts(labels, (c,), sx, sx if sy is None else sy)
+    return labels
+
+
+def to_skin(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """``labels`` with ``classes`` painted over as skin (e.g. brows removed)."""
+    labels = check_labels(labels)
+    return np.where(np.isin(labels, [CLASS_INDEX[c] for c in classes]), CLASS_INDEX["skin"], labels).astype(np.uint8)
+
+
+#: One-click edits of a map (uint8 ``[s, s]`` -> the same): the app's presets, the README's figure.
+PRESETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "widen mouth": lambda m: scale_parts(m, MOUTH, 1.3),
+    "narrow mouth": lambda m: scale_parts(m, MOUTH, 0.75),
+    "bigger eyes": lambda m: scale_each(m, EYES, 1.3),
+    "open eyes": lambda m: scale_each(m, EYES, 1.1, 1.6),
+    "remove brows": lambda m: to_skin(m, BROWS),
+}

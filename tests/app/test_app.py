@@ -265,6 +265,17 @@ def test_two_users_at_once_each_get_their_own_result(server, direction):
         assert not np.array_equal(result, original)
 
 
+def open_with_faces(browser, server: str, photo) -> object:
+    """A new page of the app at ``server`` with ``photo`` uploaded and its faces found."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    page.wait_for_selector("#photo-preview img", timeout=30_000)
+    page.click("#find")
+    page.wait_for_selector("#faces img", timeout=60_000)
+    return page
+
+
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is absent (apt-get install chromium)")
 def test_browser_uploads_inverts_edits_and_shows_the_result(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -272,12 +283,7 @@ def test_browser_uploads_inverts_edits_and_shows_the_result(server, tmp_path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server)
-            page.locator("#photo input[type=file]").set_input_files(str(src))
-            page.wait_for_selector("#photo-preview img", timeout=30_000)
-            page.click("#find")
-            page.wait_for_selector("#faces img", timeout=60_000)
+            page = open_with_faces(browser, server, src)
             steps = page.locator("#steps input[type=number]")
             steps.fill(str(STEPS))
             steps.press("Enter")
@@ -493,12 +499,7 @@ def test_browser_shows_the_encoder_preview_while_tuning(server, tmp_path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server)
-            page.locator("#photo input[type=file]").set_input_files(str(photo_path("laos")))
-            page.wait_for_selector("#photo-preview img", timeout=30_000)
-            page.click("#find")
-            page.wait_for_selector("#faces img", timeout=60_000)
+            page = open_with_faces(browser, server, photo_path("laos"))
             page.locator("#method").get_by_label("encoder+pti").check()
             steps = page.locator("#steps input[type=number]")
             steps.fill("2000")  # minutes of tuning: only the encoder's preview can show in time
@@ -513,3 +514,105 @@ def test_browser_shows_the_encoder_preview_while_tuning(server, tmp_path):
             browser.close()
     # The shown inversion is the encoder's: the tuning was stopped long before it could finish.
     assert Inversion.load(tmp_path / "inversion.npz").method == "encoder"
+
+
+# -- the label-map step (issue 18) ----------------------------------------------------------------
+def editor_value(background: str, composite: str | Path | None = None, layers: tuple = ()) -> dict:
+    """An ImageEditor value as a client sends it."""
+    return {"background": handle_file(background), "layers": [handle_file(p) for p in layers],
+            "composite": None if composite is None else handle_file(composite), "id": None}
+
+
+def test_label_map_step_synthesizes_the_painted_map(client, tmp_path):
+    from manipulate import labels as L
+
+    src = photo_path("woman_portrait")
+    original = read(src)
+    client.predict(handle_file(src), "hog", api_name="/find_faces")
+    editor, face = client.predict(0, api_name="/labels")
+    shown = read(editor["background"])
+    assert shown.shape == (256, 256, 3) and Image.open(face).size == (256, 256)
+    labels = L.snap_colors(shown, max_distance=0)  # the predicted map, in exact palette colours
+    # The map as shown is the face's own: nothing to draw.
+    with pytest.raises(AppError) as info:
+        client.predict(editor_value(editor["background"], editor["background"]), "", api_name="/synthesize")
+    one_line_error(info, "equals the face's own")
+    # A widened mouth painted on it (the browser sends the flattened picture as the composite).
+    Image.fromarray(L.colorize(L.scale_parts(labels, L.MOUTH, 1.3))).save(tmp_path / "wide.png")
+    wide = editor_value(editor["background"], tmp_path / "wide.png")
+    photo, download, renders = client.predict(wide, "", api_name="/synthesize")
+    result = read(download)
+    assert result.shape == original.shape
+    np.testing.assert_array_equal(read(photo), result)
+    changed = (result != original).any(-1)
+    # Redrawn about the mouth (y 1090-1240 in this photo); the eyes and above are untouched.
+    assert changed.any() and not changed[:700].any()
+    assert Image.open(renders).size == (3 * 256, 256)
+    # The same change sent as a painted layer (no composite) gives the same photo.
+    stroke = np.zeros((256, 256, 4), np.uint8)
+    painted = (L.colorize(L.scale_parts(labels, L.MOUTH, 1.3)) != shown).any(-1)
+    stroke[painted, :3], stroke[painted, 3] = read(tmp_path / "wide.png")[painted], 255
+    Image.fromarray(stroke).save(tmp_path / "stroke.png")
+    _, layered, _ = client.predict(editor_value(editor["background"], layers=(tmp_path / "stroke.png",)), None,
+                                   api_name="/synthesize")
+    np.testing.assert_array_equal(read(layered), result)
+    # Another style (a seed) draws the mouth differently, in the same place.
+    _, seeded, _ = client.predict(wide, "3", api_name="/synthesize")
+    other = read(seeded)
+    assert other.shape == original.shape and not np.array_equal(other, result)
+    moved = (other != original).any(-1)
+    assert not moved[:700].any()
+    centres = [np.argwhere(m).mean(0) for m in (changed, moved)]
+    assert np.hypot(*(centres[0] - centres[1])) < 0.05 * max(original.shape)
+    with pytest.raises(AppError) as info:
+        client.predict(wide, "-1", api_name="/synthesize")
+    one_line_error(info, "the style seed must be a whole number")
+
+
+def test_synthesize_needs_the_label_map_first(server):
+    user = gradio_client.Client(server, verbose=False)
+    user.predict(handle_file(photo_path("model_face")), "hog", api_name="/find_faces")
+    blank = editor_value(str(photo_path("model_face")))
+    with pytest.raises(AppError) as info:
+        user.predict(blank, "", api_name="/synthesize")
+    one_line_error(info, "press 'Label map'")
+
+
+PRESET_WATCH = """() => {
+    const tracker = document.querySelector('#label-map [data-testid=status-tracker]');
+    window.presetShown = window.presetDone = false;
+    new MutationObserver(() => {
+        if (!tracker.classList.contains('hide')) window.presetShown = true;
+        else if (window.presetShown) window.presetDone = true;
+    }).observe(tracker, {attributes: true, attributeFilter: ['class']});
+}"""
+
+
+@pytest.mark.slow  # 22-36 s on 2 cores: a browser, a 2-Mpx photo's detection and synthesis
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is absent (apt-get install chromium)")
+def test_browser_widens_the_mouth_on_the_label_map(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    src = photo_path("woman_portrait")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_with_faces(browser, server, src)
+            page.click("#labels")
+            page.wait_for_selector("#label-face img", timeout=60_000)
+            # The editor's status tracker shows while the preset runs and hides when its map is in:
+            # watch it from before the click, so a quick preset is not missed.
+            page.evaluate(PRESET_WATCH)
+            page.click("#preset-widen-mouth")
+            page.wait_for_function("() => window.presetDone", timeout=30_000)
+            page.click("#synthesize")
+            page.wait_for_selector("#synth-result img, [data-testid=toast-body]", timeout=60_000)
+            assert not page.locator("[data-testid=toast-body]").all_inner_texts()  # no error shown
+            url = page.locator("#synth-result img").get_attribute("src")
+            (tmp_path / "result.png").write_bytes(page.request.get(url).body())
+            page.screenshot(path=str(tmp_path / "labels.png"), full_page=True)
+        finally:
+            browser.close()
+    original, result = read(src), read(tmp_path / "result.png")
+    assert result.shape == original.shape
+    changed = (result != original).any(-1)
+    assert changed.any() and not changed[:700].any()

@@ -105,3 +105,23 @@ def test_landmark_parts_sit_where_the_landmarks_are(portrait):
     assert hull[parts > 0].mean() > 0.97 and 0.2 < hull.mean() < 0.8
     big = L.landmark_parts(lm, 256, res=64)  # the same parts, drawn sharper at 4x
     assert (L.resize_labels(big, 64) == parts).mean() > 0.97
+
+
+def test_presets_edit_the_parts_they_name(portrait):
+    _, lm = portrait
+    m = L.compose(np.where(L.face_hull(lm, 128, 64) > 0, 1, 0).astype(np.uint8), L.landmark_parts(lm, 128, 64))
+    mouth = np.isin(m, [L.CLASS_INDEX[c] for c in L.MOUTH])
+    wide = np.isin(L.PRESETS["widen mouth"](m), [L.CLASS_INDEX[c] for c in L.MOUTH])
+    cols = lambda a: np.nonzero(a.any(0))[0]  # noqa: E731
+    assert np.ptp(cols(wide)) == pytest.approx(1.3 * np.ptp(cols(mouth)), abs=2)
+    (y0, x0), (y1, x1) = np.argwhere(wide).min(0), np.argwhere(wide).max(0)
+    outside = np.ones_like(wide)
+    outside[y0:y1 + 1, x0:x1 + 1] = False  # nothing changes beyond the widened mouth's box
+    assert np.array_equal(L.PRESETS["widen mouth"](m)[outside], m[outside])
+    eyes = L.PRESETS["bigger eyes"](m)
+    for c in L.EYES:  # each eye grows about its own centre: still where it was
+        before, after = np.argwhere(m == L.CLASS_INDEX[c]), np.argwhere(eyes == L.CLASS_INDEX[c])
+        assert len(after) > 1.4 * len(before) and np.abs(after.mean(0) - before.mean(0)).max() < 1.5
+    assert not np.isin(L.PRESETS["remove brows"](m), [L.CLASS_INDEX[c] for c in L.BROWS]).any()
+    with pytest.raises(L.LabelMapError, match="none of"):
+        L.scale_parts(np.zeros((8, 8), np.uint8), L.MOUTH, 1.3)
