@@ -64,6 +64,7 @@ from ganbrush_core.checks import check_int  # noqa: E402
 from ganbrush_core.devices import DeviceError, add_device_argument, module_device, resolve_device  # noqa: E402
 from ganbrush_core.images import to_uint8  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
+from inpainting import ready_methods as ready_inpaint_methods  # noqa: E402
 from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, align_face, load_photo  # noqa: E402
 from inversion.align import pick_face  # noqa: E402
 from inversion.project import default_method  # noqa: E402
@@ -670,7 +671,9 @@ class App:
                                           canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edges")
                 regen_face = gr.Image(label="Regenerated face", format="png", interactive=False, height=256)
             with gr.Row():
-                inpaint_method = gr.Dropdown([m.value for m in InpaintMethod], value=InpaintMethod.EDGECONNECT.value,
+                # Only methods with shipped weights (GLCIC joins when issue 21 ships them).
+                inpaint_method = gr.Dropdown([m.value for m in ready_inpaint_methods()],
+                                             value=InpaintMethod.EDGECONNECT.value,
                                              label="Inpainting method")
                 edges_btn = gr.Button("Predict edges", elem_id="predict-edges")
                 regen_btn = gr.Button("Regenerate", variant="primary", elem_id="regenerate")

@@ -41,6 +41,7 @@ from ganbrush_core.io import check_output, write_all
 from ganbrush_core.masks import read_mask
 from inpainting import Method as InpaintMethod
 from inpainting import inpaint, predict_edges
+from inpainting import ready_methods as ready_inpaint_methods
 from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
 from inversion.align import Detector, align_native, check_feather, paste_inside, pick_face
@@ -504,8 +505,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
                    help="extra directions file (from `ganbrush directions`; repeatable)")
     p.add_argument("--mask", default=None, help="mask image, white = regenerate (photo size or aligned face size)")
-    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,
-                   choices=[m.value for m in InpaintMethod])
+    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,  # shipped weights only (GLCIC: #21)
+                   choices=[m.value for m in ready_inpaint_methods()])
     p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")

@@ -25,6 +25,8 @@ def _inpaint(args: argparse.Namespace) -> int:
     method = Method(args.method)
     if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
         raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
+    if args.glcic_weights and method is not Method.GLCIC:
+        raise ValueError(f"--glcic-weights only applies to --method glcic, not {method.value}")
     # Outputs and numbers are checked before anything is read or computed; nothing is created yet.
     targets = [check_output(out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
     if save_edges is not None:
@@ -58,6 +60,10 @@ def _inpaint(args: argparse.Namespace) -> int:
     if method is Method.EDGECONNECT:
         model = load_edgeconnect(*args.weights, device=args.device) if args.weights else \
             load_edgeconnect(device=args.device)
+    elif method is Method.GLCIC and args.glcic_weights:  # without: inpaint() says none is shipped yet
+        from inpainting.glcic_checkpoints import load_glcic
+
+        model = load_glcic(args.glcic_weights, device=args.device)
     result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma)
     with write_all(targets, args.force) as tmp:  # both files or neither
         write_image(result.image, tmp[0], force=True)
@@ -82,6 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", nargs=2, metavar=("EDGE", "INPAINT"), default=None,
                    help="edgeconnect generators: ganbrush .safetensors or official EdgeModel_gen.pth "
                         "InpaintingModel_gen.pth")
+    p.add_argument("--glcic-weights", default=None, metavar="FILE",
+                   help="glcic completion network (none is shipped yet): ganbrush .safetensors from "
+                        "`ganbrush train glcic`, or a GLCIC-PyTorch model_cn with its config.json beside it")
     p.add_argument("--invert-mask", action="store_true", help="black = hole instead of white")
     p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite output files")
@@ -136,3 +145,43 @@ def register_train(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader processes for loading and Canny (default: 8 on CUDA, 0 on CPU)")
     p.set_defaults(func=_train_edgeconnect)
+    _register_train_glcic(train_sub)
+
+
+def _train_glcic(args: argparse.Namespace) -> int:
+    from inpainting.glcic_train import PRESETS, WEIGHTS_FILE, GlcicFaces, GlcicTrainConfig, train_glcic
+
+    overrides = {name: value for name, value in (
+        ("batch", args.batch), ("seed", args.seed), ("steps_per_interval", args.interval),
+        ("phase1_steps", args.phase1_steps), ("phase2_steps", args.phase2_steps)) if value is not None}
+    cfg = GlcicTrainConfig(**{**PRESETS[args.preset], **overrides})
+    dataset = GlcicFaces(args.data, xflip=cfg.xflip)
+    workers = args.workers if args.workers is not None else (8 if resolve_device(args.device).type == "cuda" else 0)
+    trainer = train_glcic(cfg, dataset, args.out, steps=args.steps, device=args.device, resume_from=args.resume,
+                          workers=workers)
+    print(f"{args.out}: glcic, {trainer.step} steps (phase {trainer.cfg.phase(trainer.step - 1)}), "
+          f"{dataset.res} px; weights: {WEIGHTS_FILE}")
+    return 0
+
+
+def _register_train_glcic(train_sub: argparse._SubParsersAction) -> None:
+    from inpainting.glcic_train import PRESETS
+
+    p = train_sub.add_parser(
+        "glcic", help="train a GLCIC completion network and context discriminator on packed faces",
+        description="GLCIC's three phases by step: the completion network with hole MSE, then the global+local "
+                    "discriminator alone, then both (MSE + 0.0004 x adversarial). Masks are random strokes and boxes.")
+    p.add_argument("--data", required=True, help="train-split folder from `ganbrush data faces --res 64 --out DIR`")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, glcic.safetensors, samples, logs)")
+    p.add_argument("--steps", type=int, required=True, help="train until this many steps (counted from the start)")
+    p.add_argument("--resume", default=None, help="run folder to continue from (usually the same as --out)")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS),
+                   help="network size: paper (64 channels), cpu (32), tiny (tests)")
+    p.add_argument("--phase1-steps", type=int, default=None, help="steps of completion-network-only training")
+    p.add_argument("--phase2-steps", type=int, default=None, help="steps of discriminator-only training")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--interval", type=int, default=None, help="steps between checkpoints and samples")
+    p.add_argument("--seed", type=int, default=None)
+    add_device_argument(p)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: 8 on CUDA, 0 on CPU)")
+    p.set_defaults(func=_train_glcic)

@@ -18,6 +18,7 @@ from ganbrush_core.masks import check_mask
 from inpainting.checkpoints import EdgeConnect, load_edgeconnect
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import DEFAULT_SIGMA, canny_edges, to_gray
+from inpainting.glcic import CompletionNetwork
 from inpainting.networks import SIZE_MULTIPLE, edge_inputs, inpaint_inputs
 
 # Tolerance for images that were scaled to [-1, 1] with rounding error.
@@ -32,6 +33,14 @@ class Method(str, enum.Enum):
     NS = "ns"
     BIHARMONIC = "biharmonic"
     PATCHMATCH = "patchmatch"
+    GLCIC = "glcic"
+
+
+def ready_methods() -> list[Method]:
+    """The methods that run without weights passed by the user: defaults for loops over all
+    methods (CLI choices' defaults, comparisons, benchmarks, the app). GLCIC is left out until
+    its default weights are shipped (issue 21)."""
+    return [m for m in Method if m is not Method.GLCIC]
 
 
 @dataclass
@@ -133,6 +142,12 @@ def _edgeconnect_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return inpaint_edgeconnect(image, mask).image
 
 
+def _glcic_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
+
+    return inpaint_glcic(image, mask)  # the default model: an error until one is shipped
+
+
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS: dict[Method, InpaintFn] = {
     Method.EDGECONNECT: _edgeconnect_image,
@@ -140,17 +155,19 @@ METHODS: dict[Method, InpaintFn] = {
     Method.NS: inpaint_ns,
     Method.BIHARMONIC: inpaint_biharmonic,
     Method.PATCHMATCH: inpaint_patchmatch,
+    Method.GLCIC: _glcic_image,
 }
 
 
 def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None = None, *,
-            method: Method | str = Method.EDGECONNECT, model: EdgeConnect | None = None,
+            method: Method | str = Method.EDGECONNECT, model: EdgeConnect | CompletionNetwork | None = None,
             sigma: float = DEFAULT_SIGMA, device: str | torch.device | None = None) -> InpaintResult:
     """Fill the holes of ``image`` ``[N, 3, H, W]`` in [-1, 1] where ``mask`` ``[N, 1, H, W]`` is 1.
 
     ``edges`` (EdgeConnect only) is a user-drawn or edited edge map ``[N, 1, H, W]`` in [0, 1]
-    whose values inside the hole replace G1's prediction. ``model`` (EdgeConnect only) comes from
-    :func:`load_edgeconnect`; by default the shipped model. Pixels outside the hole are returned
+    whose values inside the hole replace G1's prediction. ``model`` comes from
+    :func:`load_edgeconnect` (by default the shipped model) or, for GLCIC, :func:`load_glcic`
+    (required: no GLCIC weights are shipped yet; Poisson blending is applied). Pixels outside the hole are returned
     unchanged; a mask without holes returns a copy of the image.
 
     ``device`` (EdgeConnect; a name or :class:`torch.device`, see :mod:`ganbrush_core.devices`):
@@ -163,8 +180,13 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None 
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(m.value for m in Method)}") from e
     if method is Method.EDGECONNECT:
         return inpaint_edgeconnect(image, mask, edges, model=model, sigma=sigma, device=device)
+    if method is Method.GLCIC and edges is None:
+        from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
+
+        return InpaintResult(image=inpaint_glcic(image, mask, model, device=device))
     if edges is not None or model is not None:
-        raise ValueError(f"edges and model are only used by the edgeconnect method, not {method.value}")
+        raise ValueError(f"edges are only used by the edgeconnect method and model by edgeconnect and glcic, "
+                         f"not {method.value}")
     check_image(image)
     check_mask(mask, tuple(image.shape[-2:]))
     return InpaintResult(image=METHODS[method](image, mask))

@@ -1,0 +1,272 @@
+"""GLCIC: networks, local patch placement, the three-phase schedule, resume, inference with and
+without Poisson blending, the GLCIC-PyTorch loader against an independent oracle, the CLI."""
+
+import argparse
+import json
+
+import numpy as np
+import official_glcic as official  # beside this file (pytest puts its folder on sys.path)
+import pytest
+import torch
+from PIL import Image
+
+from inpainting import (
+    METHODS,
+    CheckpointError,
+    CompletionNetwork,
+    ContextDiscriminator,
+    GlcicConfig,
+    Method,
+    inpaint,
+    inpaint_glcic,
+    load_glcic,
+    poisson_blend,
+    ready_methods,
+    save_glcic,
+)
+from inpainting import cli as inpaint_cli
+from inpainting.cli import register_train
+from inpainting.glcic import DILATIONS, completion_inputs, crop_patches, hole_patch_boxes
+from inpainting.glcic_train import PRESETS, WEIGHTS_FILE, GlcicFaces, GlcicTrainConfig, GlcicTrainer, train_glcic
+
+RES = 32
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory):
+    """A packed train folder (as `ganbrush data faces` writes it) of smooth random images."""
+    out = tmp_path_factory.mktemp("glcic") / "faces"
+    out.mkdir()
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (12, 4, 4, 3)).astype(np.float32)
+    images = np.stack([np.kron(c, np.ones((RES // 4, RES // 4, 1))) for c in coarse]).astype(np.uint8)
+    np.save(out / "images.npy", images)
+    (out / "meta.json").write_text(json.dumps({"format": "ganbrush-faces", "res": RES, "split": "train"}))
+    return out
+
+
+def _mask(n: int, h: int, w: int, top: int, left: int, size: int) -> torch.Tensor:
+    mask = torch.zeros(n, 1, h, w)
+    mask[..., top:top + size, left:left + size] = 1
+    return mask
+
+
+def test_shapes_ranges_and_input():
+    net = CompletionNetwork(GlcicConfig(channels=4, mean_color=(0.2, 0.4, 0.6))).eval()
+    image, mask = torch.rand(2, 3, RES, RES), _mask(2, RES, RES, 8, 8, 10)
+    x = completion_inputs(image, mask, net.mean_color)
+    assert x.shape == (2, 4, RES, RES)
+    assert torch.equal(x[:, 3:], mask) and torch.equal(x[:, :3] * (1 - mask), image * (1 - mask))
+    assert torch.allclose(x[0, :, 10, 10], torch.tensor([0.2, 0.4, 0.6, 1.0]))
+    out = net(x)
+    assert out.shape == (2, 3, RES, RES) and 0 <= out.min() and out.max() <= 1
+    d = ContextDiscriminator(RES, channels=4, features=32)
+    assert d.local_size == RES // 2
+    assert d(image, image[..., :16, :16]).shape == (2,)
+    with pytest.raises(ValueError, match="16x16"):
+        d(image, image)
+    with pytest.raises(ValueError, match="even"):
+        GlcicConfig(channels=3)
+
+
+def _reach(net: CompletionNetwork, side: int) -> int:
+    """How far (in pixels, Chebyshev) from the centre an input pixel still moves the centre output."""
+    x = torch.rand(1, 4, side, side, requires_grad=True)
+    net(x)[0, :, side // 2, side // 2].sum().backward()
+    ys, xs = (x.grad.abs().sum((0, 1)) > 0).nonzero(as_tuple=True)
+    return int(torch.maximum((ys - side // 2).abs(), (xs - side // 2).abs()).max())
+
+
+def test_dilation_widens_the_receptive_field():
+    torch.manual_seed(0)
+    net = CompletionNetwork(GlcicConfig(channels=4)).eval()
+    dilated = _reach(net, 320)
+    for block in net.blocks:
+        if block.conv.dilation[0] > 1:
+            block.conv.dilation, block.conv.padding = (1, 1), (1, 1)
+    plain = _reach(net, 320)
+    # Each dilated 3x3 at 1/4 resolution reaches (rate - 1) * 4 px further than a plain one.
+    assert dilated - plain >= 4 * sum(d - 1 for d in DILATIONS) - 8
+    assert dilated > 120 > plain
+
+
+def test_local_patch_is_centred_on_the_hole_and_clamped():
+    mask = torch.cat([_mask(1, RES, RES, 10, 10, 4), _mask(1, RES, RES, 0, 26, 6),
+                      torch.zeros(1, 1, RES, RES), _mask(1, RES, RES, 28, 0, 4)])
+    boxes = hole_patch_boxes(mask, 16)
+    assert boxes.tolist() == [[4, 4], [0, 16], [8, 8], [16, 0]]
+    image = torch.rand(4, 3, RES, RES)
+    patches = crop_patches(image, boxes, 16)
+    assert torch.equal(patches[1], image[1, :, 0:16, 16:32])
+    # The hole lies inside its patch.
+    for m, (t, x) in zip(mask, boxes.tolist()):
+        assert m[0, t:t + 16, x:x + 16].sum() == m.sum()
+    with pytest.raises(ValueError, match="patch size"):
+        hole_patch_boxes(mask, 40)
+
+
+def test_both_discriminators_decide():
+    torch.manual_seed(0)
+    d = ContextDiscriminator(RES, channels=4, features=32).eval()
+    image = torch.rand(2, 3, RES, RES, requires_grad=True)
+    patch = torch.rand(2, 3, 16, 16, requires_grad=True)
+    d(image, patch).sum().backward()
+    assert image.grad.abs().sum() > 0 and patch.grad.abs().sum() > 0
+    assert d.fc.in_features == 2 * 32
+
+
+def _params(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def _changed(before: list[torch.Tensor], net: torch.nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_phase_switches_train_the_right_networks(faces_dir):
+    cfg = GlcicTrainConfig(**TINY, mean_color=(0.5, 0.5, 0.5))
+    assert [cfg.phase(s) for s in range(6)] == [1, 1, 2, 2, 3, 3]
+    trainer = GlcicTrainer(cfg, GlcicFaces(faces_dir))
+    for phase in [1, 1, 2, 2, 3, 3]:
+        g, d = _params(trainer.G), _params(trainer.D)
+        stats = trainer.train_step()
+        assert (_changed(g, trainer.G), _changed(d, trainer.D)) == (phase != 2, phase != 1)
+        assert ("loss_D" in stats) == (phase != 1) and ("G_adv" in stats) == (phase == 3)
+    # D is frozen only during G's adversarial step: trainable again after it.
+    assert all(p.requires_grad for p in trainer.D.parameters())
+
+
+def test_resume_is_bit_exact(faces_dir, tmp_path):
+    cfg = GlcicTrainConfig(**TINY)
+    straight = train_glcic(cfg, GlcicFaces(faces_dir), tmp_path / "straight", steps=6, progress=False)
+    train_glcic(cfg, GlcicFaces(faces_dir), tmp_path / "resumed", steps=3, progress=False)
+    resumed = train_glcic(GlcicTrainConfig(channels=2), GlcicFaces(faces_dir), tmp_path / "resumed", steps=6,
+                          progress=False, resume_from=tmp_path / "resumed")
+    assert resumed.step == 6 and resumed.cfg.channels == TINY["channels"]
+    timing = {"steps_per_s", "images_per_s"}
+    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == \
+           [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
+    for a, b in zip(straight.G.state_dict().values(), resumed.G.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.D.state_dict().values(), resumed.D.state_dict().values()):
+        assert torch.equal(a, b)
+    # The weights file loads, with the measured mean colour of the data.
+    net = load_glcic(tmp_path / "straight" / WEIGHTS_FILE)
+    mean = GlcicFaces(faces_dir).mean_color()
+    assert net.cfg.mean_color == pytest.approx(mean) and net.cfg.channels == TINY["channels"]
+    assert {"samples_00000006.png", "losses.png", "log.jsonl"} <= {p.name for p in (tmp_path / "straight").iterdir()}
+
+
+@pytest.mark.parametrize("poisson", [False, True])
+def test_inference_keeps_known_pixels_exactly(poisson):
+    torch.manual_seed(0)
+    net = CompletionNetwork(GlcicConfig(channels=4)).eval()
+    image = torch.rand(2, 3, 30, 34) * 2 - 1  # not a multiple of 4: padded and cropped back
+    mask = _mask(2, 30, 34, 0, 5, 12)  # touching the top edge
+    out = inpaint_glcic(image, mask, net, poisson=poisson)
+    assert out.shape == image.shape and torch.equal(out * (1 - mask), image * (1 - mask))
+    assert not torch.equal(out, image)
+    assert torch.equal(inpaint(image, mask, method="glcic", model=net).image, inpaint_glcic(image, mask, net))
+
+
+def test_poisson_blend_matches_the_border_and_keeps_the_rest():
+    yy, xx = np.mgrid[0:48, 0:48]
+    original = np.stack([yy * 3, xx * 3, (yy + xx) * 2], -1).astype(np.uint8)
+    mask = np.zeros((48, 48), bool)
+    mask[16:32, 20:36] = True
+    filled = original.copy()
+    filled[mask] += 40  # right gradients, wrong level: blending restores the level
+    out = poisson_blend(filled, original, mask)
+    assert np.array_equal(out[~mask], original[~mask])
+    assert np.abs(out[mask].astype(int) - original[mask]).max() <= 3
+    assert np.array_equal(poisson_blend(filled, original, np.zeros_like(mask)), original)
+    edge = np.zeros_like(mask)
+    edge[:10, :10] = True  # a hole in the corner blends too
+    assert np.array_equal(poisson_blend(filled, original, edge)[~edge], original[~edge])
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("official")
+    net = official.randomize(official.OfficialCompletionNetwork(), seed=3)
+    return net, official.save_official(net, d / "model_cn", mpv=[0.3, 0.5, 0.7])
+
+
+def test_official_checkpoint_matches_the_oracle(official_file, tmp_path):
+    oracle, path = official_file
+    net = load_glcic(path)
+    assert net.cfg.channels == 64 and net.cfg.mean_color == pytest.approx((0.3, 0.5, 0.7))
+    g = torch.Generator().manual_seed(5)
+    x, mask = torch.rand(2, 3, 32, 32, generator=g), _mask(2, 32, 32, 6, 9, 13)
+    with torch.no_grad():
+        expected = oracle(official.official_input(x, mask, torch.tensor([0.3, 0.5, 0.7])))
+        got = net(completion_inputs(x, mask, net.mean_color))
+    assert (expected - got).abs().max() < 1e-5
+    # ganbrush's own format round-trips.
+    save_glcic(net, tmp_path / "g.safetensors")
+    with torch.no_grad():
+        again = load_glcic(tmp_path / "g.safetensors")(completion_inputs(x, mask, net.mean_color))
+    assert torch.equal(again, got)
+    with pytest.raises(FileExistsError, match="exists"):
+        save_glcic(net, tmp_path / "g.safetensors")
+
+
+def test_official_checkpoint_errors(official_file, tmp_path):
+    oracle, _ = official_file
+    bare = official.save_official(oracle, tmp_path / "model_cn")
+    with pytest.raises(CheckpointError, match="mean colour") as e:
+        load_glcic(bare)
+    assert "\n" not in str(e.value)
+    assert load_glcic(bare, mean_color=(0.1, 0.2, 0.3)).cfg.mean_color == (0.1, 0.2, 0.3)
+    torch.save({"net": argparse.Namespace(a=1)}, tmp_path / "object.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_glcic(tmp_path / "object.pth")
+    torch.save({"generator": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="model_cn state dict"):
+        load_glcic(tmp_path / "other.pth", mean_color=(0.5, 0.5, 0.5))
+
+
+def test_no_shipped_weights_is_one_clear_line():
+    image, mask = torch.zeros(1, 3, 16, 16), _mask(1, 16, 16, 4, 4, 4)
+    for call in (lambda: inpaint(image, mask, method="glcic"), lambda: METHODS[Method.GLCIC](image, mask)):
+        with pytest.raises(CheckpointError, match="no GLCIC weights are shipped") as e:
+            call()
+        assert "ganbrush train glcic" in str(e.value) and "\n" not in str(e.value)
+    assert Method.GLCIC not in ready_methods() and Method.EDGECONNECT in ready_methods()
+
+
+def test_cli_trains(faces_dir, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="ganbrush")
+    train_sub = parser.add_subparsers(dest="command").add_parser("train").add_subparsers(dest="what")
+    register_train(train_sub)
+    out = tmp_path / "run"
+    args = parser.parse_args(["train", "glcic", "--data", str(faces_dir), "--out", str(out), "--steps", "3",
+                              "--preset", "tiny", "--phase1-steps", "1", "--phase2-steps", "1", "--device", "cpu"])
+    assert args.func(args) == 0
+    assert "3 steps (phase 3)" in capsys.readouterr().out and (out / WEIGHTS_FILE).is_file()
+    assert json.loads((out / "config.json").read_text())["phase1_steps"] == 1
+
+
+def test_inpaint_cli_glcic(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    mask = np.zeros((24, 28), np.uint8)
+    mask[6:14, 9:20] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    parser = argparse.ArgumentParser(prog="ganbrush")
+    inpaint_cli.register(parser.add_subparsers(dest="command"))
+    base = ["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "mask.png"), "--method", "glcic", "--out"]
+    args = parser.parse_args([*base, str(tmp_path / "a.png")])
+    with pytest.raises(CheckpointError, match="--glcic-weights"):
+        args.func(args)
+    torch.manual_seed(0)
+    weights = save_glcic(CompletionNetwork(GlcicConfig(channels=4)).eval(), tmp_path / "g.safetensors")
+    args = parser.parse_args([*base, str(tmp_path / "b.png"), "--glcic-weights", str(weights)])
+    assert args.func(args) == 0
+    out, photo = np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "photo.png"))
+    assert np.array_equal(out[mask == 0], photo[mask == 0]) and not np.array_equal(out, photo)
+    args = parser.parse_args([*base[:-3], "--method", "telea", "--out", str(tmp_path / "c.png"),
+                              "--glcic-weights", str(weights)])
+    with pytest.raises(ValueError, match="only applies to --method glcic"):
+        args.func(args)
