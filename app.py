@@ -544,7 +544,7 @@ class App:
         session = self._need(workspace, "photo")
         index = int(face or 0)
         pick_face(session.faces, index, "face", AppInputError)
-        fl = sem.photo_labels(session.photo, index, sem.MAP_SIZE, faces=session.faces)
+        fl = sem.photo_labels(session.photo, index, sem.MAP_SIZE, faces=session.faces, device=self.device)
         shown = align_face(session.photo, fl.aligned.face, sem.MAP_SIZE).image
         workspace.commit(session, dataclasses.replace(session, labels=fl.labels, label_face=index))
         return _label_editor(fl.labels), shown

@@ -84,14 +84,16 @@ class FaceLabels:
 
 
 def photo_labels(photo: np.ndarray, face: int = 0, size: int = MAP_SIZE, detector: Detector = "hog",
-                 parser: FaceParser | str | None = None, faces: list[Face] | None = None) -> FaceLabels:
+                 parser: FaceParser | str | None = None, faces: list[Face] | None = None,
+                 device: str | torch.device | None = None) -> FaceLabels:
     """Find the faces in ``photo`` (or take ``faces``), align face number ``face`` at the parser's
     resolution and label it at ``size``. The map depends only on the photo, the face and the
-    parser (not on a synthesizer), so ``ganbrush labels`` and :func:`synthesize_photo` agree."""
+    parser (not on a synthesizer), so ``ganbrush labels`` and :func:`synthesize_photo` agree.
+    The parser runs on ``device`` (``None``: the CPU); dlib always on the CPU."""
     if not isinstance(size, int) or not 16 <= size <= 2048:
         raise SynthesisError(f"the map size must be an integer from 16 to 2048 px, got {size!r}")
     faces = faces if faces is not None else detect_faces(photo, detector=detector)
-    net = get_parser(parser)
+    net = get_parser(parser, device or "cpu")
     aligned = align_face(photo, pick_face(faces, face, "face", SynthesisError), net.cfg.res)
     lm = aligned_landmarks(aligned)
     return FaceLabels(aligned, lm, face_label_map(aligned.image, lm, size, net), faces)
@@ -153,7 +155,7 @@ def synthesize_photo(photo: np.ndarray, edited: np.ndarray, face: int = 0, style
                              "`ganbrush labels` wrote")
     net = get_synthesizer(model, device or "cpu")
     res = net.cfg.resolution
-    own = photo_labels(photo, face, edited.shape[0], detector, parser, faces)
+    own = photo_labels(photo, face, edited.shape[0], detector, parser, faces, device)
     aligned = own.aligned if own.aligned.res == res else align_face(photo, own.aligned.face, res)
     region = changed_region(own.labels, edited, res, margin)
     if not region.any():
@@ -194,6 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=MAP_SIZE, help="side of the map in px")
     p.add_argument("--palette", action="store_true", help="print the class colours")
     _add_face_arguments(p)
+    add_device_argument(p)
     p.set_defaults(func=_labels_cli)
 
     s = sub.add_parser(
@@ -236,7 +239,7 @@ def _labels_cli(args: argparse.Namespace) -> int:
     if args.face_out:
         targets.append(check_output(args.face_out, args.force, image_suffixes(), "--face-out", IMAGE_SUFFIX_HINT))
     photo = load_photo(args.photo)
-    fl = photo_labels(photo, args.face, args.size, detector=args.detector, parser=args.parser)
+    fl = photo_labels(photo, args.face, args.size, detector=args.detector, parser=args.parser, device=args.device)
     with write_all(targets, args.force) as tmp:
         L.write_label_map(fl.labels, tmp[0], tmp[1], force=True)
         if args.face_out:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -79,17 +80,19 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray, count: int = 16) -> Im
 
 
 def build_labelled_faces(faces_dir: str | os.PathLike, out_dir: str | os.PathLike, parser_path: str | None = None,
-                         limit: int | None = None, force: bool = False, progress: bool = True) -> Path:
+                         limit: int | None = None, force: bool = False, progress: bool = True,
+                         device: str | torch.device = "cpu") -> Path:
     """Write the labelled face set of the packed faces in ``faces_dir`` to ``out_dir`` (see the
     module docstring), the first ``limit`` faces (all by default). Landmarks are cached in
-    ``out_dir`` (``landmarks.npy``): a rerun with another parser reuses them."""
+    ``out_dir`` (``landmarks.npy``): a rerun with another parser reuses them. The parser runs on
+    ``device``; dlib on the CPU."""
     out = Path(out_dir)
     images = load_images(faces_dir)
     if limit is not None:
         images = images[:limit]
     targets = [out / L.IMAGES_FILE, out / L.LABELS_FILE]
     refuse_overwrite(targets, force)
-    parser = load_parser(parser_path)
+    parser = load_parser(parser_path, device)
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cached = out / "landmarks.npy"

@@ -20,13 +20,15 @@ def register_data(data_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parser", default="default", help="face parser file (default: the shipped one)")
     p.add_argument("--limit", type=int, default=None, help="only the first N faces")
     p.add_argument("--force", action="store_true", help="overwrite images.npy / labels.npy in --out")
+    add_device_argument(p)
     p.set_defaults(func=_data_labels)
 
 
 def _data_labels(args: argparse.Namespace) -> int:
     from manipulate.label_data import build_labelled_faces
 
-    out = build_labelled_faces(args.faces, args.out, args.parser, limit=args.limit, force=args.force)
+    out = build_labelled_faces(args.faces, args.out, args.parser, limit=args.limit, force=args.force,
+                               device=args.device)
     meta = json.loads((out / "meta.json").read_text())
     print(f"wrote {meta['count']} labelled faces to {out} (dlib found {meta['detected']:.1%} of them; "
           f"{meta['seconds']:.0f} s)")

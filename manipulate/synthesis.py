@@ -56,15 +56,17 @@ def get_synthesizer(model: Synthesizer | str | os.PathLike | None = None, device
 
 
 @lru_cache(maxsize=2)
-def _cached_parser(path: str) -> FaceParser:
-    return load_parser(path)
+def _cached_parser(path: str, device: str) -> FaceParser:
+    return load_parser(path, device)
 
 
-def get_parser(parser: FaceParser | str | os.PathLike | None = None) -> FaceParser:
-    """``parser`` itself, or the parser file it names (``None`` / ``"default"``: the shipped one)."""
+def get_parser(parser: FaceParser | str | os.PathLike | None = None, device: str | torch.device = "cpu"
+               ) -> FaceParser:
+    """``parser`` itself, or the parser file it names (``None`` / ``"default"``: the shipped one)
+    on ``device``."""
     if isinstance(parser, FaceParser):
         return parser
-    return _cached_parser(str(parser) if parser not in (None, "default") else "default")
+    return _cached_parser(str(parser) if parser not in (None, "default") else "default", str(torch.device(device)))
 
 
 def face_label_map(face: np.ndarray, landmarks: np.ndarray, size: int | None = None,
