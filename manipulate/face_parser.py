@@ -218,12 +218,16 @@ def aligned_landmarks(aligned: Any, landmarks: np.ndarray | None = None) -> np.n
     return (aligned.from_photo[:2, :2] @ np.asarray(lm, np.float64).T).T + aligned.from_photo[:2, 2]
 
 
+def _to_photo_at(aligned: Any, size: int) -> np.ndarray:
+    """``[3, 3]`` affine: px of ``aligned``'s square sampled at ``size`` x ``size`` -> photo px."""
+    k = aligned.res / size  # aligned px per output px (pixel centres at integers in both)
+    return aligned.to_photo @ np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1]])
+
+
 def warp_labels_to_aligned(labels: np.ndarray, aligned: Any, size: int) -> np.ndarray:
     """A photo-frame label map cut out along ``aligned``'s square at ``size`` (nearest)."""
-    k = aligned.res / size  # aligned px per output px
-    to_photo = aligned.to_photo @ np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1]])
-    return cv2.warpAffine(labels, to_photo[:2], (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(labels, _to_photo_at(aligned, size)[:2], (size, size),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fasseg_training_set(res: int, copies: int, seed: int = 0, jitter: float = 0.08,
@@ -406,8 +410,7 @@ def fasseg_iou(net: FaceParser, size: int = 256, root: str | os.PathLike | None 
         aligned = align_face(photo, face, net.cfg.res)
         lab = label_face(net, aligned.image, aligned_landmarks(aligned), size)
         fass = TO_FASSEG[lab]
-        k = aligned.res / size
-        to_photo = aligned.to_photo @ np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1]])
+        to_photo = _to_photo_at(aligned, size)
         h, w = truth.shape
         flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
         pred = cv2.warpAffine(fass, np.linalg.inv(to_photo)[:2], (w, h), flags=flags, borderValue=255)

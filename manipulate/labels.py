@@ -87,9 +87,8 @@ def snap_colors(rgb: np.ndarray, max_distance: float = 60.0, what: str = "label 
 
 def _has_our_palette(image: Image.Image) -> bool:
     """Whether a palette image's first colours are :data:`PALETTE` (then its values are indices)."""
-    pal = image.getpalette() or []
-    return np.array_equal(np.asarray(pal[:3 * NUM_CLASSES], dtype=np.uint8).reshape(-1, 3)
-                          if len(pal) >= 3 * NUM_CLASSES else np.zeros(0), PALETTE)
+    pal = (image.getpalette() or [])[:3 * NUM_CLASSES]
+    return len(pal) == 3 * NUM_CLASSES and np.array_equal(np.reshape(pal, (-1, 3)), PALETTE)
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
