@@ -305,7 +305,7 @@ def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = 
     True = regenerate). ``edges`` (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
     predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
     unchanged) and the edge map used (``None`` for the classical methods). A mask that marks
-    nothing, or nearly the whole face, is refused (:func:`check_face_mask`). EdgeConnect runs on
+    nothing, or nearly the whole face, is refused (:func:`check_face_mask`). EdgeConnect and GLCIC run on
     ``device`` (``None``: the CPU)."""
     m = _as_bool_mask(mask)
     if m.shape != face.shape[:2]:
@@ -329,8 +329,8 @@ def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, met
                                 f"{m.shape[0]}; predict the edges again")
         e = torch.from_numpy(np.clip(e, 0, 1))[None, None]
     mask_t = torch.from_numpy(m.astype(np.float32))[None, None]
-    is_edgeconnect = method == InpaintMethod.EDGECONNECT  # the classical methods run on the CPU
-    result = inpaint(face_tensor(face), mask_t, e, method=method, device=device if is_edgeconnect else None)
+    learned = method in (InpaintMethod.EDGECONNECT, InpaintMethod.GLCIC)  # the classical ones run on the CPU
+    result = inpaint(face_tensor(face), mask_t, e, method=method, device=device if learned else None)
     out = to_uint8(result.image)[0]
     out[~m] = face[~m]  # exactly the input outside the hole, whatever the float round trip did
     return out, None if result.edges is None else result.edges[0, 0].numpy()
@@ -382,7 +382,7 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
     :func:`inpaint_face`) and scaled back up with the photo's own fine detail added
     (:func:`~inpainting.residual_aggregation.inpaint_native`). Pixels that neither the edit nor
     the mask touch are bit-identical to ``photo``. A mask that marks nothing on the face, or
-    nearly all of it, is refused before any work (:func:`check_face_mask`). EdgeConnect runs on
+    nearly all of it, is refused before any work (:func:`check_face_mask`). EdgeConnect and GLCIC run on
     ``device`` (``None``: the CPU); the flow, warps and compositing on the CPU (OpenCV).
     """
     if mask is not None:
@@ -496,7 +496,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pipeline", help="edit a face in a photo: find, invert, edit, inpaint, paste back",
         description="Find the faces in PHOTO, invert one (or read --inversion), apply the --edit moves, regenerate "
-                    "the --mask region with EdgeConnect and write the photo with the edited face to --out.")
+                    "the --mask region (EdgeConnect by default) and write the photo with the edited face to --out.")
     p.add_argument("photo", help="photo file (JPEG, PNG, ...)")
     p.add_argument("--out", required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--edit", action="append", default=[], metavar="NAME=STRENGTH[@FIRST-LAST]",
@@ -505,7 +505,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
                    help="extra directions file (from `ganbrush directions`; repeatable)")
     p.add_argument("--mask", default=None, help="mask image, white = regenerate (photo size or aligned face size)")
-    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,  # shipped weights only (GLCIC: #21)
+    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,  # methods with shipped weights
                    choices=[m.value for m in ready_inpaint_methods()])
     p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"])

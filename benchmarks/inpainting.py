@@ -1,4 +1,5 @@
-"""Compare EdgeConnect with the classical inpainters on held-out faces x irregular-mask bins.
+"""Compare the learned inpainters (EdgeConnect, GLCIC with and without Poisson blending) with the
+classical ones on held-out faces x irregular-mask bins.
 
 A thin caller of :mod:`ganbrush_compare.inpainting` (``ganbrush compare inpainting`` runs the
 same protocol on any images, with irregular-mask bins or one's own masks). Protocol: the first
@@ -15,7 +16,7 @@ is biased upward; it is comparable across the methods of one run, not with paper
 ``--out``, ``inpainting.md``, ``.csv``, ``.json`` and ``inpainting_grid.png`` are written there
 (replacing an earlier run's).
 
-    python benchmarks/inpainting.py                     # shipped EdgeConnect, 500 faces per bin
+    python benchmarks/inpainting.py                     # shipped models, 500 faces per bin
     python benchmarks/inpainting.py --num 16 --no-fid   # smoke run
 """
 
@@ -27,13 +28,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ganbrush_compare.inpainting import compare_inpainting, held_out_images, irregular_pairs  # noqa: E402
+from ganbrush_compare.inpainting import (  # noqa: E402
+    NO_POISSON,
+    as_variant,
+    compare_inpainting,
+    held_out_images,
+    irregular_pairs,
+)
 from ganbrush_compare.report import render, write_report  # noqa: E402
 from inpainting.checkpoints import load_edgeconnect  # noqa: E402
 from inpainting.inpaint import Method, ready_methods  # noqa: E402
 
 # Bins of the issue's table: 10-20% ... 50-60% (bin 0, 1-10%, is left out as in the paper's table).
 DEFAULT_BINS = (1, 2, 3, 4, 5)
+
+
+def default_methods() -> list[str]:
+    names = [m.value for m in ready_methods()]
+    if Method.GLCIC.value in names:
+        names.insert(names.index(Method.GLCIC.value) + 1, Method.GLCIC.value + NO_POISSON)
+    return names
 
 
 def main() -> None:
@@ -44,8 +58,9 @@ def main() -> None:
     parser.add_argument("--res", type=int, default=64, help="face resolution (the shipped model's is 64)")
     parser.add_argument("--bins", default=",".join(map(str, DEFAULT_BINS)),
                         help="irregular-12k bins, 0 = 1-10%% ... 5 = 50-60%% (default 1-5)")
-    # GLCIC joins the default once its weights are shipped (issue 21).
-    parser.add_argument("--methods", default=",".join(m.value for m in ready_methods()))
+    parser.add_argument("--methods", default=",".join(default_methods()),
+                        help="comma-separated (default: every method with shipped weights, and GLCIC also without "
+                             "Poisson blending)")
     parser.add_argument("--weights", nargs=2, metavar=("EDGE", "INPAINT"), default=None,
                         help="EdgeConnect generators (default: the shipped model)")
     parser.add_argument("--seed", type=int, default=0, help="face-mask pairing seed (the protocol uses 0)")
@@ -54,8 +69,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the tables and an example grid")
     args = parser.parse_args()
 
-    methods = [Method(m) for m in args.methods.split(",")]
-    model = load_edgeconnect(*(args.weights or (None, None))) if Method.EDGECONNECT in methods else None
+    methods = [as_variant(m) for m in args.methods.split(",")]
+    use_edgeconnect = Method.EDGECONNECT in [v.method for v in methods]
+    model = load_edgeconnect(*(args.weights or (None, None))) if use_edgeconnect else None
     faces = held_out_images(args.num, args.res)
     pairs = irregular_pairs(faces, [int(b) for b in args.bins.split(",")], args.seed)
     title = (f"{len(faces)} held-out faces per bin at {args.res} px, pairing seed {args.seed}, "

@@ -5,11 +5,11 @@ Protocol: the first ``--num`` held-out UTKFace faces (every file whose index in 
 divisible by 20), unframed, at 200 px x the irregular-12k bins 10-20% ... 50-60% with the fixed
 pairing of benchmarks/inpainting.py (seed 0; masks resized to 200 px with nearest neighbour). Each
 face is area-downsampled to 64 px (every 64 px pixel touching the hole is a hole), filled there by
-biharmonic and by EdgeConnect (``inpainting.inpaint``), and brought back to 200 px by (a) bicubic
+biharmonic, EdgeConnect and GLCIC (``inpainting.inpaint``), and brought back to 200 px by (a) bicubic
 upsampling of the fill, (b) the same plus residual aggregation; known pixels are the photo's.
 
 Per bin, method and upscaling, over the whole 200 px image: L1 (on [0, 1]), PSNR, SSIM, LPIPS (VGG)
-(benchmarks/inpainting.py's ``scores``); sharpness = variance of the Laplacian inside the hole
+(ganbrush_compare.inpainting's ``scores``); sharpness = variance of the Laplacian inside the hole
 (shrunk by 1 px so the stencil never straddles the border) of the output over that of the truth,
 mean over faces (1 = as sharp as the photo); ms per image of the upscaling step. Then the
 aggregation's ms at 1, 4 and 12 MP (the first face upscaled, a 30-40% mask, a 64 px biharmonic fill).
@@ -33,7 +33,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.inpainting import DEFAULT_BINS, paired_masks, run_method, scores  # noqa: E402
+from benchmarks.inpainting import DEFAULT_BINS  # noqa: E402
+from ganbrush_compare.inpainting import Sample, as_variant, paired_masks, run_method, scores  # noqa: E402
 from ganbrush_core.faces import source_dir, split_files  # noqa: E402
 from ganbrush_core.images import uint8_to_float  # noqa: E402
 from ganbrush_core.metrics import lpips_model, sharpness  # noqa: E402
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=10, help="faces per bin (default 10)")
     parser.add_argument("--bins", default=",".join(map(str, DEFAULT_BINS)),
                         help="irregular-12k bins, 1 = 10-20%% ... 5 = 50-60%% (default 1-5)")
-    parser.add_argument("--methods", default="biharmonic,edgeconnect", help="64 px inpainters")
+    parser.add_argument("--methods", default="biharmonic,edgeconnect,glcic", help="64 px inpainters")
     parser.add_argument("--seed", type=int, default=0, help="face-mask pairing seed (the protocol uses 0)")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per size (median)")
@@ -135,11 +136,13 @@ def main() -> None:
     parser.add_argument("--example", default=None, help="save a before/after PNG of the first face here")
     args = parser.parse_args()
 
-    methods = [Method(m) for m in args.methods.split(",")]
+    methods = [as_variant(m) for m in args.methods.split(",")]
     bins = [int(b) for b in args.bins.split(",")]
-    model = load_edgeconnect() if Method.EDGECONNECT in methods else None
+    model = load_edgeconnect() if Method.EDGECONNECT in [v.method for v in methods] else None
     faces = utkface_held_out(args.num)
     truth = uint8_to_float(faces)
+    # scores() compares with each sample's image; the mask is not used there.
+    truth_samples = [Sample(str(i), t[None], torch.zeros(1, 1, *t.shape[-2:])) for i, t in enumerate(truth)]
     lpips = lpips_model("vgg")
     rows: list[Row] = []
     example: list[np.ndarray] = []
@@ -149,7 +152,8 @@ def main() -> None:
         holes = paired_masks(b, len(faces), NATIVE, args.seed)[:, 0].numpy() > 0.5
         low_images, low_masks = low_inputs(faces, holes)
         for method in methods:
-            filled, _ = run_method(method, low_images, low_masks, model, args.batch)
+            low_samples = [Sample(str(i), im[None], m[None]) for i, (im, m) in enumerate(zip(low_images, low_masks))]
+            filled = torch.cat(run_method(method, low_samples, model, args.batch)[0])
             low_fills = ((filled.permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).numpy()
             for upscale in UPSCALERS:
                 fn = upsample_plain if upscale == "plain" else upscale_fill
@@ -160,8 +164,9 @@ def main() -> None:
                     seconds += time.perf_counter() - t
                 out = np.stack(outs)
                 sharp = float(np.nanmean([hole_sharpness(o, f, h) for o, f, h in zip(out, faces, holes)]))
-                metrics = scores(uint8_to_float(out), truth, lpips, args.batch)
-                rows.append(Row(label, float(holes.mean()), method.value, upscale, sharpness=sharp,
+                metrics = scores(list(uint8_to_float(out).split(args.batch)), truth_samples, lpips, args.batch,
+                                 torch.device("cpu"))
+                rows.append(Row(label, float(holes.mean()), method.name, upscale, sharpness=sharp,
                                 ms=1000 * seconds / len(faces), **metrics))
                 print(markdown(rows[-1:]).splitlines()[-1], flush=True)
                 if args.example and b == bins[-1]:
@@ -177,7 +182,7 @@ def main() -> None:
             print(f"| {mp} MP | {ms:.0f} |")
     if args.example:
         Image.fromarray(np.concatenate(example, axis=1)).save(args.example)
-        print(f"\nexample (masked input, {' | '.join(f'{m.value} {u}' for m in methods for u in UPSCALERS)}, truth): "
+        print(f"\nexample (masked input, {' | '.join(f'{m.name} {u}' for m in methods for u in UPSCALERS)}, truth): "
               f"{args.example}")
 
 

@@ -80,9 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     masks.add_argument("--irregular-bins", default=None, metavar="BINS",
                        help="irregular-12k bins, e.g. 10-20,20-30 (the default: 10-20,...,50-60)")
     p.add_argument("--res", type=int, default=64, help="--held-out face resolution (default 64, the shipped model's)")
-    # The default leaves out methods without shipped weights (GLCIC, until issue 21 ships them).
+    # The default leaves out methods whose weights this installation lacks.
     p.add_argument("--methods", default=",".join(m.value for m in ready_methods()),
-                   help=f"comma-separated, from {','.join(m.value for m in Method)} "
+                   help=f"comma-separated, from {','.join(m.value for m in Method)},glcic-no-poisson "
                         f"(default: {','.join(m.value for m in ready_methods())})")
     p.add_argument("--weights", nargs=2, metavar=("EDGE", "INPAINT"), default=None,
                    help="EdgeConnect generators: ganbrush .safetensors or official EdgeModel_gen.pth "
@@ -152,12 +152,12 @@ def run_inpainting(args: argparse.Namespace) -> int:
     from inpainting.inpaint import Method
 
     check_outputs(args.out, "inpainting", args.force)
-    methods = [cmp.as_method(m) for m in _list(args.methods)]
+    methods = [cmp.as_variant(m) for m in _list(args.methods)]
     if not methods:
         raise ValueError("--methods: none given")
     if args.masks is not None and args.images is None:
         raise ValueError("--masks pairs masks with --images by file name; give --images DIR too")
-    if args.weights and Method.EDGECONNECT not in methods:
+    if args.weights and Method.EDGECONNECT not in [v.method for v in methods]:
         raise ValueError("--weights only applies when edgeconnect is among --methods")
     bins = cmp.parse_bins(args.irregular_bins or ",".join(cmp.DEFAULT_BINS)) if args.masks is None else None
     check_int("--res", args.res, 16, 4096)
@@ -171,7 +171,7 @@ def run_inpainting(args: argparse.Namespace) -> int:
             raise NotADirectoryError(f"{option} {folder}: no such folder")
 
     model = None
-    if Method.EDGECONNECT in methods:
+    if Method.EDGECONNECT in [v.method for v in methods]:
         from inpainting.checkpoints import load_edgeconnect
 
         model = load_edgeconnect(*(args.weights or (None, None)), device=args.device)

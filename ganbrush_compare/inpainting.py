@@ -99,12 +99,23 @@ def irregular_pairs(images: Sequence[tuple[str, torch.Tensor]], bins: Sequence[i
     bin drawn with ``[seed, bin]`` (cycled when there are more images than masks)."""
     out = {}
     for b in bins:
-        indices = irregular_mask_indices(b)
-        order = np.random.default_rng([seed, b]).permutation(len(indices))
-        out[bin_label(*IRREGULAR_BINS[b])] = [
-            Sample(name, image, load_irregular_mask(indices[int(order[i % len(order)])], tuple(image.shape[-2:])))
-            for i, (name, image) in enumerate(images)]
+        indices = _paired_indices(b, len(images), seed)
+        out[bin_label(*IRREGULAR_BINS[b])] = [Sample(name, image, load_irregular_mask(index, tuple(image.shape[-2:])))
+                                              for index, (name, image) in zip(indices, images)]
     return out
+
+
+def _paired_indices(b: int, num: int, seed: int) -> list[int]:
+    """The irregular-12k mask indices of images ``0 .. num-1`` in bin ``b``'s fixed pairing."""
+    indices = irregular_mask_indices(b)
+    order = np.random.default_rng([seed, b]).permutation(len(indices))
+    return [indices[int(order[i % len(order)])] for i in range(num)]
+
+
+def paired_masks(b: int, num: int, size: int, seed: int = 0) -> torch.Tensor:
+    """``[num, 1, size, size]`` (1 = hole): the masks that images ``0 .. num-1`` of a square
+    ``size`` get in bin ``b``, the same pairing as :func:`irregular_pairs`."""
+    return torch.cat([load_irregular_mask(i, (size, size)) for i in _paired_indices(b, num, seed)])
 
 
 def hole_bin(ratio: float) -> tuple[float, str]:
@@ -153,14 +164,32 @@ def _batches(samples: Sequence[Sample], batch: int) -> Iterator[tuple[torch.Tens
         i = j
 
 
-def run_method(method: Method, samples: Sequence[Sample], model, batch: int) -> tuple[list[torch.Tensor], float]:
+@dataclass(frozen=True)
+class Variant:
+    """One method of a comparison: an inpainting method and how it runs. ``poisson``: GLCIC's
+    Poisson blending (the paper's post-processing), measured with and without."""
+
+    method: Method
+    poisson: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.method.value if self.poisson else self.method.value + NO_POISSON
+
+
+NO_POISSON = "-no-poisson"
+
+
+def run_method(variant: Variant, samples: Sequence[Sample], model, batch: int) -> tuple[list[torch.Tensor], float]:
     """Composited outputs (one ``[n, 3, H, W]`` tensor per batch) and ms per image (the
-    inpainting call only, batched as a user would)."""
+    inpainting call only, batched as a user would). ``model``: EdgeConnect's (``None``: the
+    default); GLCIC runs its shipped default."""
     outs, seconds = [], 0.0
     for images, masks in _batches(samples, batch):
         t = time.perf_counter()
         with torch.no_grad():
-            res = inpaint(images, masks, method=method, model=model if method is Method.EDGECONNECT else None)
+            res = inpaint(images, masks, method=variant.method, poisson=variant.poisson,
+                          model=model if variant.method is Method.EDGECONNECT else None)
         seconds += time.perf_counter() - t
         outs.append(res.image)
     return outs, 1000 * seconds / len(samples)
@@ -205,16 +234,17 @@ def best_per_bin(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
-def compare_inpainting(pairs: dict[str, list[Sample]], methods: Sequence[Method | str], model=None,
+def compare_inpainting(pairs: dict[str, list[Sample]], methods: Sequence[Variant | Method | str], model=None,
                        batch: int = 50, fid: bool = True, device: str | torch.device = "cpu",
                        title: str = "", log: Log = _stderr) -> Report:
     """Run every method on every bin's pairs and return the :class:`Report` (rows per bin, then
     method; grid: one row per bin, the first pair's masked input (holes white), then each
     method's output). ``model``: EdgeConnect (:func:`inpainting.load_edgeconnect`) when
-    ``"edgeconnect"`` is among ``methods``; ``fid=False`` skips FID (Inception is the slow part)."""
+    ``"edgeconnect"`` is among ``methods`` (``None``: the default); a method name may end in
+    ``-no-poisson`` (GLCIC without its blending); ``fid=False`` skips FID (Inception is the slow part)."""
     from ganbrush_core.metrics import lpips_model
 
-    methods = [as_method(m) for m in methods]
+    methods = [as_variant(m) for m in methods]
     if not methods:
         raise ValueError(f"no inpainting methods given; choose from {', '.join(m.value for m in Method)}")
     if not pairs or not any(pairs.values()):
@@ -239,24 +269,33 @@ def compare_inpainting(pairs: dict[str, list[Sample]], methods: Sequence[Method 
         tiles.append((first.image * (1 - first.mask) + first.mask)[0])  # the masked input, holes white
         for method in methods:
             outs, ms = run_method(method, samples, model, batch)
-            rows.append({"bin": label, "hole": hole, "images": len(samples), "method": method.value,
+            rows.append({"bin": label, "hole": hole, "images": len(samples), "method": method.name,
                          **scores(outs, samples, lpips, batch, device), "fid": _fid(real, outs, extractor, device),
                          "ms": ms})
             tiles.append(outs[0][0])
             r = rows[-1]
-            log(f"  {label:7s} {method.value:11s}: L1 {r['l1']:.4f} PSNR {r['psnr']:.2f} SSIM {r['ssim']:.4f} "
+            log(f"  {label:7s} {method.name:11s}: L1 {r['l1']:.4f} PSNR {r['psnr']:.2f} SSIM {r['ssim']:.4f} "
                 f"LPIPS {r['lpips']:.4f} FID {r['fid']:.1f} {r['ms']:.1f} ms/img")
-    meta = {"methods": [m.value for m in methods], "bins": list(pairs),
+    meta = {"methods": [m.name for m in methods], "bins": list(pairs),
             "pairs": {label: [s.name for s in samples] for label, samples in pairs.items()},
             "fid": fid, "torch_threads": torch.get_num_threads()}
-    legend = [f"{label}: masked input, then {', '.join(m.value for m in methods)}" for label in pairs]
+    legend = [f"{label}: masked input, then {', '.join(m.name for m in methods)}" for label in pairs]
     return Report("inpainting", title or f"Inpainting, torch threads {torch.get_num_threads()}", COLUMNS, rows,
                   notes=best_per_bin(rows), meta=meta, tiles=tiles, grid_cols=len(methods) + 1, grid_legend=legend)
 
 
-def as_method(m: Method | str) -> Method:
-    """``m`` as a :class:`Method`, or a one-line error naming the choices."""
+def as_variant(m: Variant | Method | str) -> Variant:
+    """``m`` as a :class:`Variant` (a method's name, or ``glcic-no-poisson``), or a one-line error
+    naming the choices."""
+    if isinstance(m, Variant):
+        return m
+    name = m.value if isinstance(m, Method) else str(m)
+    base = name.removesuffix(NO_POISSON)
     try:
-        return Method(m)
+        method = Method(base)
     except ValueError:
-        raise ValueError(f"unknown inpainting method {m!r}; choose from {', '.join(x.value for x in Method)}") from None
+        raise ValueError(f"unknown inpainting method {m!r}; choose from "
+                         f"{', '.join([x.value for x in Method] + [Method.GLCIC.value + NO_POISSON])}") from None
+    if base != name and method is not Method.GLCIC:
+        raise ValueError(f"{name}: only glcic has Poisson blending to leave out")
+    return Variant(method, poisson=base == name)

@@ -25,8 +25,8 @@ def _inpaint(args: argparse.Namespace) -> int:
     method = Method(args.method)
     if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
         raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
-    if args.glcic_weights and method is not Method.GLCIC:
-        raise ValueError(f"--glcic-weights only applies to --method glcic, not {method.value}")
+    if (args.glcic_weights or args.no_poisson) and method is not Method.GLCIC:
+        raise ValueError(f"--glcic-weights and --no-poisson only apply to --method glcic, not {method.value}")
     # Outputs and numbers are checked before anything is read or computed; nothing is created yet.
     targets = [check_output(out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
     if save_edges is not None:
@@ -60,11 +60,12 @@ def _inpaint(args: argparse.Namespace) -> int:
     if method is Method.EDGECONNECT:
         model = load_edgeconnect(*args.weights, device=args.device) if args.weights else \
             load_edgeconnect(device=args.device)
-    elif method is Method.GLCIC and args.glcic_weights:  # without: inpaint() says none is shipped yet
+    elif method is Method.GLCIC:
         from inpainting.glcic_checkpoints import load_glcic
 
         model = load_glcic(args.glcic_weights, device=args.device)
-    result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma)
+    result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma,
+                     poisson=not args.no_poisson)
     with write_all(targets, args.force) as tmp:  # both files or neither
         write_image(result.image, tmp[0], force=True)
         if save_edges is not None:
@@ -81,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mask", help="mask image of the same size, white = hole")
     p.add_argument("--out", required=True, help="image file to write (.png keeps the known pixels exact)")
     p.add_argument("--method", default=Method.EDGECONNECT.value, choices=[m.value for m in Method],
-                   help="edgeconnect (needs --weights until a default model ships), or a classical baseline")
+                   help="edgeconnect (default), glcic, or a classical baseline (telea, ns, biharmonic, patchmatch)")
     p.add_argument("--edges", default=None,
                    help="edgeconnect: edge map (white = edge) whose lines inside the hole replace the predicted ones")
     p.add_argument("--save-edges", default=None, help="edgeconnect: also write the edge map used (to edit it)")
@@ -89,8 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="edgeconnect generators: ganbrush .safetensors or official EdgeModel_gen.pth "
                         "InpaintingModel_gen.pth")
     p.add_argument("--glcic-weights", default=None, metavar="FILE",
-                   help="glcic completion network (none is shipped yet): ganbrush .safetensors from "
+                   help="glcic completion network (default: the shipped one): ganbrush .safetensors from "
                         "`ganbrush train glcic`, or a GLCIC-PyTorch model_cn with its config.json beside it")
+    p.add_argument("--no-poisson", action="store_true",
+                   help="glcic: skip the paper's Poisson blending of the fill into the hole's border")
     p.add_argument("--invert-mask", action="store_true", help="black = hole instead of white")
     p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite output files")

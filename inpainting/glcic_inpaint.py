@@ -5,19 +5,22 @@ paper's post-processing, Poisson blending of the filled hole into its surroundin
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
 
-from ganbrush_core.devices import module_device, on_device
+from ganbrush_core.devices import module_device, on_device, resolve_device
 from ganbrush_core.masks import check_mask
-from inpainting.checkpoints import CheckpointError
 from inpainting.glcic import DOWNSAMPLING, CompletionNetwork, completion_inputs
+from inpainting.glcic_checkpoints import load_glcic
 from inpainting.inpaint import _pad_to_multiple, check_image
 
-NO_WEIGHTS = ("no GLCIC weights are shipped with ganbrush yet; train a completion network with "
-              "`ganbrush train glcic --data DIR --out RUN` and pass RUN/glcic.safetensors "
-              "(--glcic-weights, or model=load_glcic(...))")
+
+@functools.lru_cache(maxsize=2)
+def _default_model(device: torch.device) -> CompletionNetwork:
+    return load_glcic(device=device)
 
 
 def poisson_blend(filled_uint8: np.ndarray, original_uint8: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -55,12 +58,12 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 def inpaint_glcic(image: torch.Tensor, mask: torch.Tensor, model: CompletionNetwork | None = None,
                   poisson: bool = True, device: str | torch.device | None = None) -> torch.Tensor:
     """Fill the holes of ``image`` ``[N, 3, H, W]`` in [-1, 1] where ``mask`` ``[N, 1, H, W]`` is
-    1 with a GLCIC completion network (:func:`inpainting.load_glcic`; no default is shipped yet,
-    so ``model`` is required), then, with ``poisson``, Poisson-blend each hole into its border.
-    Any size works (padded to a multiple of 4, cropped back). Pixels outside the hole are returned
-    exactly; ``device``: where the network runs (``None``: where ``model`` is)."""
+    1 with a GLCIC completion network (:func:`inpainting.load_glcic`; ``None``: the shipped
+    default), then, with ``poisson``, Poisson-blend each hole into its border. Any size works
+    (padded to a multiple of 4, cropped back). Pixels outside the hole are returned exactly;
+    ``device``: where the network runs (``None``: where ``model`` is; the default model: the CPU)."""
     if model is None:
-        raise CheckpointError(NO_WEIGHTS)
+        model = _default_model(resolve_device("cpu" if device is None else device))
     check_image(image)
     check_mask(mask, tuple(image.shape[-2:]))
     if mask.shape[0] != image.shape[0]:

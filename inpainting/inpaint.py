@@ -19,6 +19,7 @@ from inpainting.checkpoints import EdgeConnect, load_edgeconnect
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import DEFAULT_SIGMA, canny_edges, to_gray
 from inpainting.glcic import CompletionNetwork
+from inpainting.glcic_checkpoints import has_default_glcic
 from inpainting.networks import SIZE_MULTIPLE, edge_inputs, inpaint_inputs
 
 # Tolerance for images that were scaled to [-1, 1] with rounding error.
@@ -38,9 +39,9 @@ class Method(str, enum.Enum):
 
 def ready_methods() -> list[Method]:
     """The methods that run without weights passed by the user: defaults for loops over all
-    methods (CLI choices' defaults, comparisons, benchmarks, the app). GLCIC is left out until
-    its default weights are shipped (issue 21)."""
-    return [m for m in Method if m is not Method.GLCIC]
+    methods (CLI choices' defaults, comparisons, benchmarks, the app). GLCIC is left out of an
+    installation that lacks its default weights."""
+    return [m for m in Method if m is not Method.GLCIC or has_default_glcic()]
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _edgeconnect_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def _glcic_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
 
-    return inpaint_glcic(image, mask)  # the default model: an error until one is shipped
+    return inpaint_glcic(image, mask)
 
 
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -161,16 +162,18 @@ METHODS: dict[Method, InpaintFn] = {
 
 def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None = None, *,
             method: Method | str = Method.EDGECONNECT, model: EdgeConnect | CompletionNetwork | None = None,
-            sigma: float = DEFAULT_SIGMA, device: str | torch.device | None = None) -> InpaintResult:
+            sigma: float = DEFAULT_SIGMA, poisson: bool = True, device: str | torch.device | None = None
+            ) -> InpaintResult:
     """Fill the holes of ``image`` ``[N, 3, H, W]`` in [-1, 1] where ``mask`` ``[N, 1, H, W]`` is 1.
 
     ``edges`` (EdgeConnect only) is a user-drawn or edited edge map ``[N, 1, H, W]`` in [0, 1]
     whose values inside the hole replace G1's prediction. ``model`` comes from
-    :func:`load_edgeconnect` (by default the shipped model) or, for GLCIC, :func:`load_glcic`
-    (required: no GLCIC weights are shipped yet; Poisson blending is applied). Pixels outside the hole are returned
-    unchanged; a mask without holes returns a copy of the image.
+    :func:`load_edgeconnect` or, for GLCIC, :func:`load_glcic` (by default the shipped models).
+    ``poisson`` (GLCIC only): Poisson-blend the fill into the hole's border, the paper's
+    post-processing. Pixels outside the hole are returned unchanged; a mask without holes returns
+    a copy of the image.
 
-    ``device`` (EdgeConnect; a name or :class:`torch.device`, see :mod:`ganbrush_core.devices`):
+    ``device`` (EdgeConnect and GLCIC; a name or :class:`torch.device`, see :mod:`ganbrush_core.devices`):
     where the networks run; ``None``: where ``model`` is (the shipped model: the CPU). Canny and
     the classical methods run on the CPU; the result is on ``image``'s device.
     """
@@ -178,12 +181,14 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None 
         method = Method(method)
     except ValueError as e:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(m.value for m in Method)}") from e
+    if not poisson and method is not Method.GLCIC:
+        raise ValueError(f"poisson=False only applies to the glcic method, not {method.value}")
     if method is Method.EDGECONNECT:
         return inpaint_edgeconnect(image, mask, edges, model=model, sigma=sigma, device=device)
     if method is Method.GLCIC and edges is None:
         from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
 
-        return InpaintResult(image=inpaint_glcic(image, mask, model, device=device))
+        return InpaintResult(image=inpaint_glcic(image, mask, model, poisson=poisson, device=device))
     if edges is not None or model is not None:
         raise ValueError(f"edges are only used by the edgeconnect method and model by edgeconnect and glcic, "
                          f"not {method.value}")

@@ -13,7 +13,17 @@ import torch
 from PIL import Image
 
 import ganbrush_cli
-from ganbrush_compare.inpainting import folder_images, folder_pairs, hole_bin, irregular_pairs, parse_bins
+from ganbrush_compare.inpainting import (
+    Variant,
+    as_variant,
+    folder_images,
+    folder_pairs,
+    hole_bin,
+    irregular_pairs,
+    paired_masks,
+    parse_bins,
+)
+from inpainting import CompletionNetwork, GlcicConfig, Method, glcic_checkpoints, glcic_inpaint, save_glcic
 from inpainting.masks import irregular_mask_indices, load_irregular_mask
 
 
@@ -103,6 +113,31 @@ def test_irregular_pairing_is_fixed_by_the_seed(face_data_root):
     assert torch.equal(a[1].mask, want)
     c = irregular_pairs(images, [3], seed=1)["30-40%"]
     assert not all(torch.equal(x.mask, y.mask) for x, y in zip(a, c))
+    square = irregular_pairs([(f"img{i}", torch.zeros(1, 3, 40, 40)) for i in range(3)], [3], seed=0)["30-40%"]
+    assert torch.equal(paired_masks(3, 3, 40, seed=0), torch.cat([s.mask for s in square]))
+
+
+def test_glcic_with_and_without_poisson(capsys, tmp_path, monkeypatch, user_folders):
+    assert as_variant("glcic-no-poisson") == Variant(Method.GLCIC, poisson=False)
+    assert as_variant("telea") == as_variant(Method.TELEA) == Variant(Method.TELEA)
+    with pytest.raises(ValueError, match="only glcic"):
+        as_variant("ns-no-poisson")
+    # A small completion network stands in for the shipped default (same loader, same path).
+    monkeypatch.setattr(glcic_checkpoints, "DEFAULT_GLCIC", tmp_path / "glcic64.safetensors")
+    glcic_inpaint._default_model.cache_clear()
+    torch.manual_seed(0)
+    save_glcic(CompletionNetwork(GlcicConfig(channels=4)).eval(), tmp_path / "glcic64.safetensors")
+    images, masks = user_folders
+    out = tmp_path / "cmp"
+    try:
+        rc, _, err = run(capsys, "compare", "inpainting", "--images", images, "--masks", masks,
+                         "--methods", "glcic,glcic-no-poisson", "--no-fid", "--out", out)
+    finally:
+        glcic_inpaint._default_model.cache_clear()
+    assert rc == 0, err
+    _, rows, _ = read_outputs(out)
+    assert [r["method"] for r in rows[:2]] == ["glcic", "glcic-no-poisson"]
+    assert rows[0]["l1"] != rows[1]["l1"]
 
 
 def test_bins_and_hole_ratios():
@@ -124,6 +159,7 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, user_folders
         (["--masks", masks], "--images"),
         (["--irregular-bins", "15-25"], "15-25"),
         (["--methods", "telea,magic"], "magic"),
+        (["--methods", "telea-no-poisson"], "only glcic"),
         (["--held-out", 0], "--held-out"),
         (["--images", tmp_path / "none"], "no such folder"),
         (["--methods", "telea", "--weights", "a", "b"], "--weights"),

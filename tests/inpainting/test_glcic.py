@@ -17,6 +17,8 @@ from inpainting import (
     ContextDiscriminator,
     GlcicConfig,
     Method,
+    glcic_checkpoints,
+    glcic_inpaint,
     inpaint,
     inpaint_glcic,
     load_glcic,
@@ -227,13 +229,37 @@ def test_official_checkpoint_errors(official_file, tmp_path):
         load_glcic(tmp_path / "other.pth", mean_color=(0.5, 0.5, 0.5))
 
 
-def test_no_shipped_weights_is_one_clear_line():
+@pytest.fixture
+def default_glcic(monkeypatch, tmp_path):
+    """Points the shipped default at ``tmp_path/glcic64.safetensors`` (absent until a test writes
+    it) and empties the default-model cache around the test."""
+    path = tmp_path / "glcic64.safetensors"
+    monkeypatch.setattr(glcic_checkpoints, "DEFAULT_GLCIC", path)
+    glcic_inpaint._default_model.cache_clear()
+    yield path
+    glcic_inpaint._default_model.cache_clear()
+
+
+def test_default_weights_missing_or_present(default_glcic):
     image, mask = torch.zeros(1, 3, 16, 16), _mask(1, 16, 16, 4, 4, 4)
     for call in (lambda: inpaint(image, mask, method="glcic"), lambda: METHODS[Method.GLCIC](image, mask)):
-        with pytest.raises(CheckpointError, match="no GLCIC weights are shipped") as e:
+        with pytest.raises(CheckpointError, match="default GLCIC model is missing") as e:
             call()
-        assert "ganbrush train glcic" in str(e.value) and "\n" not in str(e.value)
+        assert "--glcic-weights" in str(e.value) and "\n" not in str(e.value)
     assert Method.GLCIC not in ready_methods() and Method.EDGECONNECT in ready_methods()
+    torch.manual_seed(0)
+    net = CompletionNetwork(GlcicConfig(channels=4, mean_color=(0.2, 0.3, 0.4))).eval()
+    save_glcic(net, default_glcic)
+    assert Method.GLCIC in ready_methods()
+    assert load_glcic().cfg.mean_color == (0.2, 0.3, 0.4)
+    out = inpaint(image, mask, method="glcic", poisson=False).image
+    assert torch.equal(out, inpaint_glcic(image, mask, net, poisson=False))
+
+
+def test_poisson_is_glcic_only():
+    image, mask = torch.zeros(1, 3, 16, 16), _mask(1, 16, 16, 4, 4, 4)
+    with pytest.raises(ValueError, match="only applies to the glcic method"):
+        inpaint(image, mask, method="telea", poisson=False)
 
 
 def test_cli_trains(faces_dir, tmp_path, capsys):
@@ -248,7 +274,7 @@ def test_cli_trains(faces_dir, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["phase1_steps"] == 1
 
 
-def test_inpaint_cli_glcic(tmp_path):
+def test_inpaint_cli_glcic(tmp_path, default_glcic):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
     mask = np.zeros((24, 28), np.uint8)
@@ -259,14 +285,22 @@ def test_inpaint_cli_glcic(tmp_path):
     base = ["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "mask.png"), "--method", "glcic", "--out"]
     args = parser.parse_args([*base, str(tmp_path / "a.png")])
     with pytest.raises(CheckpointError, match="--glcic-weights"):
-        args.func(args)
+        args.func(args)  # no default in this installation
     torch.manual_seed(0)
     weights = save_glcic(CompletionNetwork(GlcicConfig(channels=4)).eval(), tmp_path / "g.safetensors")
-    args = parser.parse_args([*base, str(tmp_path / "b.png"), "--glcic-weights", str(weights)])
-    assert args.func(args) == 0
-    out, photo = np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "photo.png"))
-    assert np.array_equal(out[mask == 0], photo[mask == 0]) and not np.array_equal(out, photo)
-    args = parser.parse_args([*base[:-3], "--method", "telea", "--out", str(tmp_path / "c.png"),
-                              "--glcic-weights", str(weights)])
-    with pytest.raises(ValueError, match="only applies to --method glcic"):
-        args.func(args)
+    photo = np.asarray(Image.open(tmp_path / "photo.png"))
+    outs = {}
+    for name, extra in (("b", ["--glcic-weights", str(weights)]),
+                        ("c", ["--glcic-weights", str(weights), "--no-poisson"])):
+        args = parser.parse_args([*base, str(tmp_path / f"{name}.png"), *extra])
+        assert args.func(args) == 0
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"))
+        assert np.array_equal(outs[name][mask == 0], photo[mask == 0]) and not np.array_equal(outs[name], photo)
+    assert not np.array_equal(outs["b"], outs["c"])  # the blending changes the fill
+    save_glcic(CompletionNetwork(GlcicConfig(channels=4)).eval(), default_glcic)
+    args = parser.parse_args([*base, str(tmp_path / "d.png")])
+    assert args.func(args) == 0  # the default model, without --glcic-weights
+    for extra in (["--glcic-weights", str(weights)], ["--no-poisson"]):
+        args = parser.parse_args([*base[:-3], "--method", "telea", "--out", str(tmp_path / "e.png"), *extra])
+        with pytest.raises(ValueError, match="only apply to --method glcic"):
+            args.func(args)
