@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 
 from ganbrush_core.devices import module_device, on_device, resolve_device
@@ -23,35 +24,52 @@ def _default_model(device: torch.device) -> CompletionNetwork:
     return load_glcic(device=device)
 
 
-def poisson_blend(filled_uint8: np.ndarray, original_uint8: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Poisson-blend the hole of ``filled_uint8`` into ``original_uint8`` (both uint8 ``[H, W, 3]``
-    RGB) with OpenCV's ``seamlessClone`` (NORMAL_CLONE): inside the hole (``mask`` ``[H, W]``,
-    nonzero = hole) the result keeps the fill's gradients while meeting the known pixels at the
-    hole's border; outside it is ``original_uint8`` exactly. A mask without a hole returns a copy."""
-    if filled_uint8.shape != original_uint8.shape or filled_uint8.ndim != 3 or filled_uint8.shape[2] != 3:
-        raise ValueError(f"poisson_blend takes two uint8 [H, W, 3] images of one size, got "
-                         f"{filled_uint8.shape} and {original_uint8.shape}")
-    if mask.shape != filled_uint8.shape[:2]:
-        raise ValueError(f"mask is {mask.shape}, the images {filled_uint8.shape[:2]}")
+def poisson_blend(fill: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Poisson blending (Perez et al. 2003) of ``fill`` into the hole of ``image``: inside the hole
+    (``mask`` ``[H, W]``, nonzero = hole) the result has the Laplacian of ``fill`` and meets
+    ``image``'s known pixels at the hole's border; outside it is ``image`` exactly. ``fill`` and
+    ``image`` are ``[H, W, C]`` of one size (float, or uint8: the result is then rounded). Only
+    the known pixels of ``image`` are read, never what lies inside its hole, so the blend cannot
+    copy back the content the hole removes. The image's border is a free (Neumann) boundary."""
+    if fill.shape != image.shape or fill.ndim != 3:
+        raise ValueError(f"poisson_blend takes two [H, W, C] images of one size, got {fill.shape} and {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask is {mask.shape}, the images {image.shape[:2]}")
     hole = mask > 0
-    if not hole.any():
-        return original_uint8.copy()
-    # One pixel of known border inside the cloned region gives the boundary condition; the image
-    # is framed by a pixel so a hole touching the edge still has a border seamlessClone accepts.
-    region = cv2.dilate(hole.astype(np.uint8) * 255, np.ones((3, 3), np.uint8))
-    pad = ((1, 1), (1, 1), (0, 0))
-    src = np.pad(filled_uint8, pad, mode="edge")
-    dst = np.pad(original_uint8, pad, mode="edge")
-    region = np.pad(region, 1)
-    x, y, w, h = cv2.boundingRect(region)
-    blended = cv2.seamlessClone(src[..., ::-1].copy(), dst[..., ::-1].copy(), region, (x + w // 2, y + h // 2),
-                                cv2.NORMAL_CLONE)[1:-1, 1:-1, ::-1]
-    return np.where(hole[..., None], blended, original_uint8)
+    if not hole.any() or hole.all():
+        return (fill if hole.all() else image).copy()
+    h, w = hole.shape
+    f, known = fill.astype(np.float64), image.astype(np.float64)
+    index = np.full((h, w), -1, np.int64)
+    ys, xs = np.nonzero(hole)
+    index[ys, xs] = np.arange(len(ys))
+    rows, cols, vals = [np.arange(len(ys))], [np.arange(len(ys))], []
+    diagonal = np.zeros(len(ys))
+    rhs = np.zeros((len(ys), f.shape[2]))
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        qy, qx = ys + dy, xs + dx
+        inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        p, qy, qx = np.nonzero(inside)[0], qy[inside], qx[inside]
+        diagonal[p] += 1
+        rhs[p] += f[ys[p], xs[p]] - f[qy, qx]  # the fill's gradient towards each neighbour
+        q = index[qy, qx]
+        unknown = q >= 0
+        rows.append(p[unknown])
+        cols.append(q[unknown])
+        vals.append(-np.ones(int(unknown.sum())))
+        rhs[p[~unknown]] += known[qy[~unknown], qx[~unknown]]  # Dirichlet: the known border
+    A = scipy.sparse.csc_matrix((np.concatenate([diagonal, *vals]), (np.concatenate(rows), np.concatenate(cols))),
+                                shape=(len(ys), len(ys)))
+    solution = scipy.sparse.linalg.splu(A).solve(rhs)
+    out = known.copy()
+    out[ys, xs] = solution
+    if image.dtype == np.uint8:
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out.astype(image.dtype)
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``[3, H, W]`` in [-1, 1] -> uint8 ``[H, W, 3]``."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).double().cpu().numpy()
 
 
 @torch.no_grad()
@@ -75,10 +93,8 @@ def inpaint_glcic(image: torch.Tensor, mask: torch.Tensor, model: CompletionNetw
     mask_p = _pad_to_multiple(mask.to(dev, torch.float32), DOWNSAMPLING, mode="constant")
     out01 = model(completion_inputs(image01, mask_p, model.mean_color))[..., :h, :w]
     out = (out01 * 2 - 1).to(image.device, image.dtype)
-    filled = torch.where(mask > 0.5, out, image)
     if poisson:
-        blended = [poisson_blend(_to_uint8(f), _to_uint8(o), m[0].cpu().numpy() > 0.5)
-                   for f, o, m in zip(filled, image, mask)]
-        out = torch.from_numpy(np.stack(blended)).permute(0, 3, 1, 2).to(image.device, image.dtype) / 127.5 - 1
-        filled = torch.where(mask > 0.5, out, image)
-    return filled
+        # The network's whole output supplies the gradients, the known pixels the border.
+        blended = [poisson_blend(_hwc(o), _hwc(i), m[0].cpu().numpy() > 0.5) for o, i, m in zip(out, image, mask)]
+        out = torch.from_numpy(np.stack(blended)).permute(0, 3, 1, 2).clamp(-1, 1).to(image.device, image.dtype)
+    return torch.where(mask > 0.5, out, image)

@@ -177,15 +177,33 @@ def test_poisson_blend_matches_the_border_and_keeps_the_rest():
     original = np.stack([yy * 3, xx * 3, (yy + xx) * 2], -1).astype(np.uint8)
     mask = np.zeros((48, 48), bool)
     mask[16:32, 20:36] = True
-    filled = original.copy()
-    filled[mask] += 40  # right gradients, wrong level: blending restores the level
+    mask[5, 5:30] = True  # a stroke one pixel wide
+    # A fill (the network's whole output) with the right gradients at the wrong level: the blend
+    # restores the level from the known border.
+    filled = original + 40.0
     out = poisson_blend(filled, original, mask)
     assert np.array_equal(out[~mask], original[~mask])
-    assert np.abs(out[mask].astype(int) - original[mask]).max() <= 3
-    assert np.array_equal(poisson_blend(filled, original, np.zeros_like(mask)), original)
+    assert np.abs(out[mask].astype(int) - original[mask]).max() <= 1
+    # What the hole held is never read: the blend cannot copy back what the hole removes.
+    scrawled = original.copy()
+    scrawled[mask] = 255 - scrawled[mask]
+    assert np.array_equal(poisson_blend(filled, scrawled, mask), out)
+    # A flat fill gives the harmonic interpolation of the border (float in, float out).
+    flat = poisson_blend(np.zeros((48, 48, 3)), original.astype(np.float64), mask)
+    inner = flat[17:31, 21:35]
+    laplacian = 4 * inner - flat[16:30, 21:35] - flat[18:32, 21:35] - flat[17:31, 20:34] - flat[17:31, 22:36]
+    assert flat.dtype == np.float64 and np.abs(laplacian).max() < 1e-8
+    assert out.dtype == np.uint8 and np.array_equal(poisson_blend(filled, original, np.zeros_like(mask)), original)
     edge = np.zeros_like(mask)
     edge[:10, :10] = True  # a hole in the corner blends too
     assert np.array_equal(poisson_blend(filled, original, edge)[~edge], original[~edge])
+    with pytest.raises(ValueError, match="one size"):
+        poisson_blend(filled[:10], original, mask)
+    # GLCIC's output into the real hole only: a changed hole content changes nothing.
+    torch.manual_seed(0)
+    net = CompletionNetwork(GlcicConfig(channels=4)).eval()
+    image, hole = torch.rand(1, 3, 24, 24) * 2 - 1, _mask(1, 24, 24, 6, 6, 10)
+    assert torch.equal(inpaint_glcic(image, hole, net), inpaint_glcic(torch.where(hole > 0, -image, image), hole, net))
 
 
 @pytest.fixture(scope="module")
