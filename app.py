@@ -12,7 +12,8 @@ queued, and a user error is shown as a one-line message while the app keeps serv
 
 Named API endpoints (for ``gradio_client``): ``/pipeline`` (everything in one call, files in),
 and the steps ``/find_faces``, ``/invert``, ``/load_inversion``, ``/edit``, ``/predict_edges``,
-``/regenerate``, ``/labels``, ``/synthesize`` that share the session state.
+``/regenerate``, ``/labels``, ``/synthesize`` that share the session state; ``/retarget`` (any
+photo, files in: InGAN trained on it redraws it at other sizes, :mod:`manipulate.retarget`).
 
 Hostile and careless inputs: photos arrive as files and are read by :func:`inversion.load_photo`
 (bit depth, transparency, EXIF, the size limit from the header), never by Gradio's converter. An
@@ -62,7 +63,7 @@ import ganbrush_semantic as sem  # noqa: E402
 from ganbrush_core.cancel import Cancelled, CancelToken  # noqa: E402
 from ganbrush_core.checks import check_int  # noqa: E402
 from ganbrush_core.devices import DeviceError, add_device_argument, module_device, resolve_device  # noqa: E402
-from ganbrush_core.images import to_uint8  # noqa: E402
+from ganbrush_core.images import to_uint8, uint8_to_float  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
 from inpainting import ready_methods as ready_inpaint_methods  # noqa: E402
 from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, align_face, load_photo  # noqa: E402
@@ -70,6 +71,7 @@ from inversion.align import pick_face  # noqa: E402
 from inversion.project import default_method  # noqa: E402
 from manipulate import Direction, Edit, parse_edit, parse_layers  # noqa: E402
 from manipulate import labels as L  # noqa: E402
+from manipulate.retarget import DEFAULT_STEPS as RETARGET_STEPS  # noqa: E402
 from manipulate.transfer import Rendering  # noqa: E402
 from stylegan_ops import load_generator  # noqa: E402
 from stylegan_ops.networks import Generator  # noqa: E402
@@ -94,6 +96,8 @@ MAX_STRENGTH = 5.0
 STOP_WAIT_SECONDS = 30
 #: The label-map step's optional style seed (empty: the face's own style) is a whole number up to this.
 MAX_STYLE_SEED = 2**31 - 1
+#: Most InGAN training steps the /retarget step accepts (default: manipulate.retarget's).
+MAX_RETARGET_STEPS = 5000
 
 T = TypeVar("T")
 
@@ -611,6 +615,35 @@ class App:
         npz = result.inversion.save(self._file(".npz").with_name("inversion.npz"))
         return result.photo, self._save_png(result.photo, "result"), str(npz)
 
+    async def retarget(self, photo: str | None, sizes: str, steps: float, request: gr.Request | None = None,
+                       progress: gr.Progress = PROGRESS) -> tuple:
+        return await self._cancellable(request, functools.partial(self._retarget, photo, sizes, steps, progress))
+
+    def _retarget(self, photo: str | None, sizes: str, steps: float, progress: gr.Progress,
+                  token: CancelToken) -> tuple:
+        """``photo`` redrawn by InGAN at each of ``sizes`` ("WxH, WxH", the photo's pixels), side by
+        side; the model is cached per photo, so further sizes of it skip the training."""
+        from manipulate.retarget import check_size, fit, parse_sizes, render, strip
+
+        if not photo:
+            raise AppInputError("give a photo file")
+        plan = parse_sizes(sizes or "")
+        steps = check_int("steps", steps, 1, MAX_RETARGET_STEPS)
+        image = uint8_to_float(_read_photo(photo))
+        H, W = image.shape[-2:]
+        plan = [check_size((W, H), s) for s in plan]
+
+        def report(step: int, total: int) -> None:
+            progress((step, total), desc="training InGAN on the photo", unit="steps")
+
+        model = None
+        if any(s != (W, H) for s in plan):
+            model = fit(image, steps=steps, device=self.device, on_step=token.guard(report))
+        outs = [render(model, image, s) if model is not None else image.clone() for s in plan]
+        token.check()  # cancelled during the last step: write nothing
+        result = to_uint8(strip(outs))[0]
+        return result, self._save_png(result, "retargeted")
+
     # -- layout ------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
         G = self.G
@@ -671,7 +704,7 @@ class App:
                                           canvas_size=(EDITOR_SIDE, EDITOR_SIDE), elem_id="edges")
                 regen_face = gr.Image(label="Regenerated face", format="png", interactive=False, height=256)
             with gr.Row():
-                # Only methods with shipped weights (GLCIC joins when issue 21 ships them).
+                # Only methods whose weights this installation has.
                 inpaint_method = gr.Dropdown([m.value for m in ready_inpaint_methods()],
                                              value=InpaintMethod.EDGECONNECT.value,
                                              label="Inpainting method")
@@ -736,6 +769,21 @@ class App:
                 synth_result = gr.Image(label="Synthesized photo", format="png", interactive=False,
                                         elem_id="synth-result")
                 synth_file = gr.File(label="Download the synthesized photo (PNG)", elem_id="synth-file")
+            gr.Markdown("## Retarget a photo (InGAN)\nAny photo (not only faces) at other sizes and aspect ratios: "
+                        "a GAN trained on this photo alone redraws it (a few minutes on a CPU the first time; the "
+                        "model is kept, so further sizes of the same photo take a second).")
+            with gr.Row():
+                rt_photo = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="retarget-photo")
+                rt_sizes = gr.Textbox(label="Sizes WxH in the photo's pixels (comma-separated)",
+                                      placeholder="1800x800, 840x800", elem_id="retarget-sizes")
+                rt_steps = gr.Number(value=RETARGET_STEPS, precision=0, minimum=1, maximum=MAX_RETARGET_STEPS,
+                                     label="Training steps", elem_id="retarget-steps")
+                rt_btn = gr.Button("Retarget", variant="primary", elem_id="retarget")
+                rt_stop = gr.Button("Stop", variant="stop", elem_id="retarget-stop")
+            with gr.Row():
+                rt_result = gr.Image(label="Retargeted (side by side)", format="png", interactive=False,
+                                     elem_id="retarget-result")
+                rt_file = gr.File(label="Download (PNG)", elem_id="retarget-file")
 
             face_outputs = [aligned_img, recon_img, npz, brush, edges_ed, result, result_file]
             photo_in.upload(_user_errors(self.preview), [photo_in], [photo_shown], api_name=False)
@@ -769,6 +817,9 @@ class App:
             reset_btn.click(_user_errors(self.reset_label_map), [state], [label_ed], api_name=False)
             synth_btn.click(_user_errors(self.synthesize), [state, label_ed, style_seed],
                             [synth_result, synth_file, synth_renders], api_name="synthesize")
+            retargeting = rt_btn.click(_user_errors(self.retarget), [rt_photo, rt_sizes, rt_steps],
+                                       [rt_result, rt_file], api_name="retarget")
+            rt_stop.click(None, None, None, cancels=[retargeting], api_name=False)
             # A closed tab (or gradio_client) does not cancel its running requests in Gradio: stop them here.
             demo.unload(self._session_closed)
         return demo

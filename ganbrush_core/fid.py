@@ -322,3 +322,48 @@ def fid_generator_vs_data(G: nn.Module, data_dirs: Sequence[str | os.PathLike], 
     real = Stats.combine([dataset_stats(d, 50, extractor, device, use_cache, progress) for d in data_dirs])
     fake = Stats.of(features_from_generator(G, num, batch, seed, truncation_psi, extractor, device, progress))
     return FIDResult(fid_from_stats(fake, real), num, real.n, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# SIFID: single-image FID (Shaham, Dekel and Michaeli, SinGAN, ICCV 2019)
+
+#: The FID Inception's layers up to its first max-pool: 64 channels at 1/4 of the input size,
+#: the layer SinGAN's SIFID reads.
+SIFID_LAYERS: tuple[str, ...] = ("conv", "conv_1", "conv_2", "pool0")
+SIFID_DIM = 64
+
+
+class EarlyInception(nn.Module):
+    """Images float NCHW RGB in [-1, 1] (any size of at least 16 px) -> float32 ``[N, 64, h, w]``,
+    the FID Inception's first-pool feature map. The images are quantised to 8 bits and mapped to
+    its ``x / 128 - 1`` range as for FID, but not resized: a resize to 299x299 would undo an
+    aspect change, which is what single-image comparisons of retargeted images must see."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        layers = dict(load_inception(str(path or inception_path())).net.layers.named_children())
+        self.layers = nn.ModuleList(layers[name] for name in SIFID_LAYERS)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3 or min(images.shape[-2:]) < 16:
+            raise ValueError(f"expected images [N, 3, H, W] of at least 16 px per side, got {list(images.shape)}")
+        x = ((images.float() + 1) * 127.5).clamp(0, 255).round() / 128 - 1
+        for layer in self.layers:
+            x = layer(x)
+        return x.float()
+
+
+def sifid(x: torch.Tensor, y: torch.Tensor, extractor: EarlyInception | None = None) -> float:
+    """SIFID between two single images ``x`` and ``y`` (``[1, 3, H, W]`` in [-1, 1]; their sizes
+    may differ): the Fréchet distance between the statistics of their :class:`EarlyInception`
+    maps, each spatial position one 64-d sample. 0 for identical images; lower is closer in
+    internal patch statistics."""
+    net = extractor or EarlyInception()
+    stats = []
+    for image in (x, y):
+        if image.ndim != 4 or image.shape[0] != 1:
+            raise ValueError(f"sifid compares single images [1, 3, H, W], got {list(image.shape)}")
+        f = net(image)[0]
+        stats.append(Stats.of(f.reshape(f.shape[0], -1).T.double().cpu().numpy()))
+    return fid_from_stats(stats[0], stats[1])

@@ -1,6 +1,7 @@
 """``ganbrush directions``: compute latent directions for a generator and save them;
 ``ganbrush train attributes``: train the attribute classifier that InterFaceGAN needs;
-``ganbrush train spade``: train the SPADE synthesizer or its concatenation baseline."""
+``ganbrush train spade``: train the SPADE synthesizer or its concatenation baseline;
+``ganbrush retarget``: InGAN retargeting (:mod:`manipulate.retarget_cli`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ganbrush_core.devices import add_device_argument
 from ganbrush_core.io import refuse_overwrite
+from manipulate import retarget_cli
 
 # Data-free (SeFa), sampling-based (GANSpace) and classifier-based (InterFaceGAN) sources.
 SOURCES = ("sefa", "ganspace", "interfacegan")
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     add_device_argument(p)
     p.set_defaults(func=run_directions)
+    retarget_cli.register(subparsers)  # ganbrush retarget (InGAN)
 
 
 def _describe(d) -> str:

@@ -616,3 +616,29 @@ def test_browser_widens_the_mouth_on_the_label_map(server, tmp_path):
     assert result.shape == original.shape
     changed = (result != original).any(-1)
     assert changed.any() and not changed[:700].any()
+
+
+def test_retarget_step_redraws_any_photo_at_the_sizes_asked(client, tmp_path):
+    """InGAN retargeting (its own section, files in): a strip of the sizes asked at the photo's
+    scale; the model it trained is cached per photo (removed here again)."""
+    import shutil
+
+    from ganbrush_core.images import uint8_to_float
+    from inversion.photos import load_photo
+    from manipulate.ingan_train import InGANTrainConfig
+    from manipulate.retarget import DEFAULT_WORKING_SIZE, cache_key, cache_root
+
+    src = photo_path("classroom")  # 725x544
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(src), "725x5000", 3, api_name="/retarget")
+    one_line_error(info, "out of range")
+    key = cache_key(uint8_to_float(load_photo(src)), InGANTrainConfig(), 3, DEFAULT_WORKING_SIZE)
+    try:
+        shown, download = client.predict(handle_file(src), "1088x544, 500x544, 725x544", 3, api_name="/retarget")
+        result = read(download)
+        assert result.shape == (544, 1088 + 8 + 500 + 8 + 725, 3)
+        np.testing.assert_array_equal(read(shown), result)
+        np.testing.assert_array_equal(result[:, -725:], read(src))  # its own size: the photo itself
+        assert (cache_root() / key / "ingan.safetensors").is_file()
+    finally:
+        shutil.rmtree(cache_root() / key, ignore_errors=True)
