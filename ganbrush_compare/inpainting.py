@@ -164,6 +164,10 @@ def _batches(samples: Sequence[Sample], batch: int) -> Iterator[tuple[torch.Tens
         i = j
 
 
+#: Suffix of a method name that runs GLCIC without its Poisson blending (``glcic-no-poisson``).
+NO_POISSON = "-no-poisson"
+
+
 @dataclass(frozen=True)
 class Variant:
     """One method of a comparison: an inpainting method and how it runs. ``poisson``: GLCIC's
@@ -175,9 +179,6 @@ class Variant:
     @property
     def name(self) -> str:
         return self.method.value if self.poisson else self.method.value + NO_POISSON
-
-
-NO_POISSON = "-no-poisson"
 
 
 def run_method(variant: Variant, samples: Sequence[Sample], model, batch: int) -> tuple[list[torch.Tensor], float]:
