@@ -148,17 +148,28 @@ class Speed:
 def probe(G: nn.Module, image: torch.Tensor, method: str, perceptual: nn.Module, k: int = 8) -> Speed:
     """Time ``method`` on one face ``[1, 3, R, R]``. For each setting in :data:`PHASES` it runs
     with ``k`` and ``2k`` more steps of it than the least; the setting is a phase when that
-    changes the steps taken, and its s/step is the time difference over the step difference, so
-    fixed costs do not count; the fixed cost is what the least run takes beyond its steps."""
+    changes the steps taken, and its s/step is the time difference over the step difference
+    (least run to the longest, the widest span), so fixed costs do not count; the fixed cost is
+    what the least run takes beyond its steps.
+
+    Each timed run is the faster of two (noise on a busy machine only ever adds time). Steps
+    much faster than what noise is left (a tiny generator) can still give a difference of zero or
+    less; the s/step is then the longest run's seconds over its steps, an upper bound, so the
+    seconds budget plans too few steps rather than thousands."""
+    def timed(**settings):
+        runs = [_invert(G, image, method, perceptual, **settings) for _ in range(2)]
+        return min(runs, key=lambda r: r.seconds)
+
     least = {"steps": 1, "pti_steps": 0}
     _invert(G, image, method, perceptual, **least)  # warm-up: first-call costs are not per-step costs
-    base = _invert(G, image, method, perceptual, **least)
+    base = timed(**least)
     per_step = {}
     for phase in PHASES:
         a = _invert(G, image, method, perceptual, **{**least, phase: least[phase] + k})
-        b = _invert(G, image, method, perceptual, **{**least, phase: least[phase] + 2 * k})
+        b = timed(**{**least, phase: least[phase] + 2 * k})
         if b.steps > a.steps:
-            per_step[phase] = max((b.seconds - a.seconds) / (b.steps - a.steps), 1e-4)
+            slope = (b.seconds - base.seconds) / (b.steps - base.steps)
+            per_step[phase] = slope if slope > 0 else b.seconds / b.steps
     fixed = base.seconds - sum(least[p] * s for p, s in per_step.items())
     return Speed(per_step, max(fixed, 0.0))
 
@@ -178,7 +189,9 @@ def plan_steps(budget: str, steps: int, seconds: float, speed: Speed) -> dict[st
     """The invert() step settings of one method under one budget (``{}``: run it once as it is).
     With two phases the first gets :data:`PTI_PIVOT_SHARE` of the budget, the second the rest;
     the seconds budget is what is left of ``seconds`` after the method's fixed cost (at least one
-    step a phase)."""
+    step a phase, at most invert()'s ``MAX_STEPS``)."""
+    from inversion.project import MAX_STEPS
+
     phases = [p for p in PHASES if p in speed.per_step]
     if not phases:
         return {}
@@ -190,7 +203,7 @@ def plan_steps(budget: str, steps: int, seconds: float, speed: Speed) -> dict[st
         return {phases[0]: steps}
     if budget == "seconds":
         left = max(seconds - speed.fixed, 0.0)
-        return {p: max(1, int(left * shares[p] / speed.per_step[p])) for p in phases}
+        return {p: min(MAX_STEPS, max(1, int(left * shares[p] / speed.per_step[p]))) for p in phases}
     raise ValueError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 import ganbrush_cli
 from ganbrush_compare.inversion import PTI_PIVOT_SHARE, Speed, faces_from_folder, phases_of, plan_steps, probe
 from ganbrush_core.metrics import lpips_model
+from inversion.project import MAX_STEPS
 
 _spec = importlib.util.spec_from_file_location(
     "official_layouts", Path(__file__).resolve().parents[1] / "stylegan_ops" / "official_layouts.py")
@@ -159,10 +161,25 @@ def test_plan_steps_budgets():
     assert plan_steps("seconds", 300, 11, w) == {"steps": 20}  # 10 s left after the fixed second
     assert plan_steps("seconds", 300, 42, pti) == {"steps": 20, "pti_steps": 30}
     assert plan_steps("seconds", 300, 0.5, w) == {"steps": 1}  # at least one step
+    # A step timed as nearly free (a tiny generator) does not plan more than invert() accepts.
+    assert plan_steps("seconds", 300, 60, Speed({"steps": 1e-6}, fixed=0.0)) == {"steps": MAX_STEPS}
     # A method without steps (an encoder) is run once as it is, under either budget.
     assert plan_steps("steps", 300, 60, one_pass) == plan_steps("seconds", 300, 60, one_pass) == {}
     with pytest.raises(ValueError, match="budget"):
         plan_steps("minutes", 1, 1, w)
+
+
+def test_probe_survives_timer_noise(monkeypatch):
+    """Steps faster than the timer's noise: a longer run timed as no slower than a shorter one
+    gives an upper-bound s/step (seconds over steps), never zero or a negative."""
+    import ganbrush_compare.inversion as cmp
+
+    # warm-up, least twice, +k, +2k twice (steps); +k, +2k twice (pti_steps: not a phase of w)
+    seconds = iter([0.5, 0.7, 0.5, 0.6, 0.45, 0.9])
+    monkeypatch.setattr(cmp, "_invert", lambda G, image, method, perceptual, steps, pti_steps: SimpleNamespace(
+        steps=steps, seconds=next(seconds, 0.5)))
+    speed = cmp.probe(None, None, "w", None, k=2)
+    assert speed.per_step == {"steps": pytest.approx(0.45 / 5)}
 
 
 def test_probe_finds_each_methods_phases(small_generator):
