@@ -156,7 +156,8 @@ def _train_glcic(args: argparse.Namespace) -> int:
 
     overrides = {name: value for name, value in (
         ("batch", args.batch), ("seed", args.seed), ("steps_per_interval", args.interval),
-        ("phase1_steps", args.phase1_steps), ("phase2_steps", args.phase2_steps)) if value is not None}
+        ("phase1_steps", args.phase1_steps), ("phase2_steps", args.phase2_steps), ("prefill", args.prefill),
+        ("init_weights", args.init)) if value is not None}
     cfg = GlcicTrainConfig(**{**PRESETS[args.preset], **overrides})
     dataset = GlcicFaces(args.data, xflip=cfg.xflip)
     workers = args.workers if args.workers is not None else (8 if resolve_device(args.device).type == "cuda" else 0)
@@ -168,6 +169,7 @@ def _train_glcic(args: argparse.Namespace) -> int:
 
 
 def _register_train_glcic(train_sub: argparse._SubParsersAction) -> None:
+    from inpainting.glcic import Prefill
     from inpainting.glcic_train import PRESETS
 
     p = train_sub.add_parser(
@@ -185,6 +187,11 @@ def _register_train_glcic(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--interval", type=int, default=None, help="steps between checkpoints and samples")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--prefill", default=None, choices=[f.value for f in Prefill],
+                   help="what the hole holds for the network: mean (the paper, default) or biharmonic (the "
+                        "glcic-refine variant: the network learns a correction of scikit-image's biharmonic fill)")
+    p.add_argument("--init", default=None, metavar="FILE",
+                   help="a new run starts from this completion network's weights (e.g. the shipped glcic64)")
     add_device_argument(p)
     p.add_argument("--workers", type=int, default=None, help="DataLoader processes (default: 8 on CUDA, 0 on CPU)")
     p.set_defaults(func=_train_glcic)

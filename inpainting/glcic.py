@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import nn
@@ -25,14 +26,27 @@ FEATURES = 1024  # each discriminator's FC output (paper)
 DISC_CONVS = 5  # stride-2 5x5 convs of each discriminator (the paper's local one; 64-128 px globals)
 
 
+class Prefill(str, Enum):
+    """What the hole holds when the completion network sees it."""
+
+    #: The paper: the training set's mean colour; the network draws the whole fill.
+    MEAN = "mean"
+    #: ganbrush's refinement variant (not in the paper): scikit-image's biharmonic fill, and the
+    #: network's last layer (no sigmoid, zero at the start) adds a correction to it, so training
+    #: starts from the classical fill and only learns what improves on it.
+    BIHARMONIC = "biharmonic"
+
+
 @dataclass(frozen=True)
 class GlcicConfig:
     """Architecture of a completion network (saved with its weights). ``channels``: width of the
     first layer (paper 64); later layers use 2x and 4x. ``mean_color``: the training set's mean
-    RGB in [0, 1], the colour the hole is filled with before the network sees it."""
+    RGB in [0, 1], the colour the hole is filled with before the network sees it (with
+    ``prefill`` ``"mean"``, the paper's; ``"biharmonic"``: see :class:`Prefill`)."""
 
     channels: int = 64
     mean_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    prefill: str = Prefill.MEAN.value
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -40,6 +54,16 @@ class GlcicConfig:
         if len(self.mean_color) != 3 or not all(0 <= c <= 1 for c in self.mean_color):
             raise ValueError(f"mean_color must be 3 values in [0, 1], got {self.mean_color}")
         object.__setattr__(self, "mean_color", tuple(float(c) for c in self.mean_color))
+        try:
+            object.__setattr__(self, "prefill", Prefill(self.prefill).value)
+        except ValueError:
+            raise ValueError(f"GLCIC prefill must be one of {', '.join(p.value for p in Prefill)}, "
+                             f"got {self.prefill!r}") from None
+
+    @property
+    def residual(self) -> bool:
+        """Whether the network's output is a correction added to the prefilled input."""
+        return self.prefill == Prefill.BIHARMONIC.value
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,28 +111,54 @@ class CompletionNetwork(nn.Module):
     """Encoder to 1/4 resolution, dilated convs (rates 2, 4, 8, 16), decoder with two transposed
     convs, sigmoid output.
 
-    ``forward`` takes :func:`completion_inputs`' 4 channels ``[N, 4, H, W]`` (H, W multiples of
-    4) and returns ``[N, 3, H, W]`` in [0, 1] over the whole image (composite it yourself).
+    ``forward`` takes :meth:`inputs`' 4 channels ``[N, 4, H, W]`` (H, W multiples of 4) and
+    returns ``[N, 3, H, W]`` in [0, 1] over the whole image (composite it yourself). With a
+    residual config (:attr:`GlcicConfig.residual`) the last layer has no sigmoid and starts at
+    zero; its output is added to the prefilled image and may leave [0, 1] by a little.
     """
 
     def __init__(self, cfg: GlcicConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or GlcicConfig()
         self.blocks = nn.Sequential(*(_Block(**spec) for spec in completion_layers(self.cfg.channels)))
+        if self.cfg.residual:
+            last = self.blocks[-1]
+            last.act = nn.Identity()
+            nn.init.zeros_(last.conv.weight)
+            nn.init.zeros_(last.conv.bias)
 
     @property
     def mean_color(self) -> torch.Tensor:
         return torch.tensor(self.cfg.mean_color)
 
+    def inputs(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:func:`completion_inputs` with this network's prefill."""
+        return completion_inputs(image, mask, self.cfg.mean_color, self.cfg.prefill)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+        out = self.blocks(x)
+        return x[:, :3] + out if self.cfg.residual else out
 
 
-def completion_inputs(image: torch.Tensor, mask: torch.Tensor, mean_color: torch.Tensor | tuple) -> torch.Tensor:
+def biharmonic_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """scikit-image's biharmonic fill of ``image`` ``[N, 3, H, W]`` in [0, 1] where ``mask``
+    ``[N, 1, H, W]`` is 1 (on the CPU, image by image; no gradient)."""
+    from inpainting.classical import inpaint_biharmonic
+
+    filled = inpaint_biharmonic(image.detach() * 2 - 1, mask.detach())
+    return ((filled + 1) / 2).to(image.dtype)
+
+
+def completion_inputs(image: torch.Tensor, mask: torch.Tensor, mean_color: torch.Tensor | tuple,
+                      prefill: Prefill | str = Prefill.MEAN) -> torch.Tensor:
     """The completion network's input ``[N, 4, H, W]``: ``image`` (``[N, 3, H, W]`` in [0, 1])
-    with the hole (``mask`` 1) set to ``mean_color`` (3 values in [0, 1]), then the mask."""
-    mean = torch.as_tensor(mean_color, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return torch.cat((image * (1 - mask) + mean * mask, mask.to(image.dtype)), dim=1)
+    with the hole (``mask`` 1) prefilled, then the mask. ``prefill`` ``"mean"``: the hole is
+    ``mean_color`` (3 values in [0, 1]); ``"biharmonic"``: :func:`biharmonic_fill`."""
+    if Prefill(prefill) is Prefill.BIHARMONIC:
+        fill = biharmonic_fill(image, mask)
+    else:
+        fill = torch.as_tensor(mean_color, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return torch.cat((image * (1 - mask) + fill * mask, mask.to(image.dtype)), dim=1)
 
 
 class _ContextBranch(nn.Module):

@@ -15,6 +15,7 @@ Every failure a user can cause is a :class:`inpainting.CheckpointError` with one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -119,7 +120,7 @@ def load_glcic(path: str | os.PathLike | None = None, mean_color: tuple[float, f
         if is_safetensors(p):
             net = _read_ganbrush(p)
             if mean_color is not None:
-                net.cfg = GlcicConfig(net.cfg.channels, tuple(mean_color))
+                net.cfg = dataclasses.replace(net.cfg, mean_color=tuple(mean_color))
         else:
             net = _read_official(p, mean_color)
     except CheckpointError as e:

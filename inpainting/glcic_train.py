@@ -43,11 +43,11 @@ from inpainting.glcic import (
     CompletionNetwork,
     ContextDiscriminator,
     GlcicConfig,
-    completion_inputs,
+    Prefill,
     crop_patches,
     hole_patch_boxes,
 )
-from inpainting.glcic_checkpoints import save_glcic
+from inpainting.glcic_checkpoints import load_glcic, save_glcic
 from inpainting.masks import random_mask
 
 WEIGHTS_FILE = "glcic.safetensors"
@@ -96,6 +96,8 @@ class GlcicTrainConfig:
     steps_per_interval: int = 500
     seed: int = 0
     mean_color: tuple[float, float, float] | None = None  # None: measured on the data at the start
+    prefill: str = Prefill.MEAN.value  # "biharmonic": the refinement variant (inpainting.glcic.Prefill)
+    init_weights: str | None = None  # a completion network to start from (all layers but a residual last one)
 
     def __post_init__(self) -> None:
         self.mask_ratio = tuple(self.mask_ratio)
@@ -143,7 +145,7 @@ class GlcicTrainer(Trainable):
         torch.manual_seed(cfg.seed)
         res = dataset.res
         self.local_size = cfg.local_size or res // 2
-        self.G = CompletionNetwork(GlcicConfig(cfg.channels, cfg.mean_color)).to(self.device).train()
+        self.G = CompletionNetwork(GlcicConfig(cfg.channels, cfg.mean_color, cfg.prefill)).to(self.device).train()
         self.D = ContextDiscriminator(res, self.local_size, cfg.disc_channels, cfg.features).to(self.device).train()
         self.opt_G = torch.optim.Adadelta(self.G.parameters())
         self.opt_D = torch.optim.Adadelta(self.D.parameters())
@@ -175,7 +177,7 @@ class GlcicTrainer(Trainable):
 
     def _complete(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's output and the completed image (known pixels from ``image``)."""
-        out = self.G(completion_inputs(image, mask, self.cfg.mean_color))
+        out = self.G(self.G.inputs(image, mask))
         return out, out * mask + image * (1 - mask)
 
     def _d_step(self, image: torch.Tensor, completed: torch.Tensor, boxes: torch.Tensor) -> float:
@@ -247,6 +249,18 @@ class GlcicTrainer(Trainable):
         self.mask_rng.bit_generator.state = json.loads(state["mask_rng"])
         self.data, self._data_state = None, state.get("data")
 
+    def start_from(self, path: str | os.PathLike) -> None:
+        """Copy a completion network's weights into G (a new run's start). A residual G keeps its
+        zero last layer, so it starts exactly at its prefill; the widths must match."""
+        source = load_glcic(path).state_dict()
+        own = self.G.state_dict()
+        last = f"blocks.{len(self.G.blocks) - 1}."
+        keep = {k for k in own if self.G.cfg.residual and k.startswith(last)}
+        wrong = [k for k in own if k not in keep and (k not in source or source[k].shape != own[k].shape)]
+        if wrong:
+            raise TrainError(f"{path}: not a completion network of width {self.cfg.channels} ({wrong[0]})")
+        self.G.load_state_dict({k: own[k] if k in keep else source[k] for k in own})
+
     def save_weights(self, run_dir: Path) -> None:
         save_glcic(self.G, run_dir / WEIGHTS_FILE, force=True,
                    metadata={"step": str(self.step), "images_seen": str(self.images_seen)})
@@ -264,6 +278,8 @@ def train_glcic(cfg: GlcicTrainConfig, dataset: GlcicFaces, run_dir: str | os.Pa
     if run.resumed:
         cfg = GlcicTrainConfig.from_dict(run.config)
     trainer = GlcicTrainer(cfg, dataset, run.device, workers)
+    if cfg.init_weights is not None and not run.resumed:
+        trainer.start_from(cfg.init_weights)
     run.train(trainer, total=steps, interval=cfg.steps_per_interval, plot_keys=("loss_", "G_", "sample_"),
               postfix=("G_mse", "loss_D"), desc="train glcic", progress=progress)
     return trainer
