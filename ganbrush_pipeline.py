@@ -39,8 +39,8 @@ from ganbrush_core.devices import add_device_argument, module_device, on_device,
 from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_suffixes, to_uint8, uint8_to_float
 from ganbrush_core.io import check_output, write_all
 from ganbrush_core.masks import read_mask
+from inpainting import GLCIC_METHODS, inpaint, predict_edges
 from inpainting import Method as InpaintMethod
-from inpainting import inpaint, predict_edges
 from inpainting import ready_methods as ready_inpaint_methods
 from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
@@ -329,7 +329,7 @@ def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, met
                                 f"{m.shape[0]}; predict the edges again")
         e = torch.from_numpy(np.clip(e, 0, 1))[None, None]
     mask_t = torch.from_numpy(m.astype(np.float32))[None, None]
-    learned = method in (InpaintMethod.EDGECONNECT, InpaintMethod.GLCIC)  # the classical ones run on the CPU
+    learned = method in (InpaintMethod.EDGECONNECT, *GLCIC_METHODS)  # the classical ones run on the CPU
     result = inpaint(face_tensor(face), mask_t, e, method=method, device=device if learned else None)
     out = to_uint8(result.image)[0]
     out[~m] = face[~m]  # exactly the input outside the hole, whatever the float round trip did

@@ -37,16 +37,16 @@ from ganbrush_compare.inpainting import (  # noqa: E402
 )
 from ganbrush_compare.report import render, write_report  # noqa: E402
 from inpainting.checkpoints import load_edgeconnect  # noqa: E402
-from inpainting.inpaint import Method, ready_methods  # noqa: E402
+from inpainting.inpaint import GLCIC_METHODS, Method, ready_methods  # noqa: E402
 
 # Bins of the table: 10-20% ... 50-60% (bin 0, 1-10%, is left out as in the paper's table).
 DEFAULT_BINS = (1, 2, 3, 4, 5)
 
 
 def default_methods() -> list[str]:
-    names = [m.value for m in ready_methods()]
-    if Method.GLCIC.value in names:
-        names.insert(names.index(Method.GLCIC.value) + 1, Method.GLCIC.value + NO_POISSON)
+    names = []
+    for m in ready_methods():
+        names += [m.value, m.value + NO_POISSON] if m in GLCIC_METHODS else [m.value]
     return names
 
 

@@ -32,7 +32,7 @@ import torch
 from ganbrush_compare.folders import image_files
 from ganbrush_compare.report import Column, Report
 from ganbrush_core.metrics import psnr, ssim
-from inpainting.inpaint import Method, inpaint
+from inpainting.inpaint import GLCIC_METHODS, Method, inpaint
 from inpainting.masks import IRREGULAR_BINS, irregular_mask_indices, load_irregular_mask
 
 #: The protocol's bins: 10-20% ... 50-60% (1-10% is left out, as in the paper's table).
@@ -164,7 +164,7 @@ def _batches(samples: Sequence[Sample], batch: int) -> Iterator[tuple[torch.Tens
         i = j
 
 
-#: Suffix of a method name that runs GLCIC without its Poisson blending (``glcic-no-poisson``).
+#: Suffix of a method name that runs a GLCIC method without its Poisson blending (``glcic-no-poisson``).
 NO_POISSON = "-no-poisson"
 
 
@@ -184,7 +184,7 @@ class Variant:
 def run_method(variant: Variant, samples: Sequence[Sample], model, batch: int) -> tuple[list[torch.Tensor], float]:
     """Composited outputs (one ``[n, 3, H, W]`` tensor per batch) and ms per image (the
     inpainting call only, batched as a user would). ``model``: EdgeConnect's (``None``: the
-    default); GLCIC runs its shipped default."""
+    default); the GLCIC methods run their shipped defaults."""
     outs, seconds = [], 0.0
     for images, masks in _batches(samples, batch):
         t = time.perf_counter()
@@ -296,7 +296,8 @@ def as_variant(m: Variant | Method | str) -> Variant:
         method = Method(base)
     except ValueError:
         raise ValueError(f"unknown inpainting method {m!r}; choose from "
-                         f"{', '.join([x.value for x in Method] + [Method.GLCIC.value + NO_POISSON])}") from None
-    if base != name and method is not Method.GLCIC:
-        raise ValueError(f"{name}: only glcic has Poisson blending to leave out")
+                         f"{', '.join([x.value for x in Method] + [g.value + NO_POISSON for g in GLCIC_METHODS])}"
+                         ) from None
+    if base != name and method not in GLCIC_METHODS:
+        raise ValueError(f"{name}: only the glcic methods have Poisson blending to leave out")
     return Variant(method, poisson=base == name)

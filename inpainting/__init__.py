@@ -16,10 +16,11 @@ from inpainting.checkpoints import (
 )
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import canny_edges, to_gray
-from inpainting.glcic import CompletionNetwork, ContextDiscriminator, GlcicConfig
+from inpainting.glcic import CompletionNetwork, ContextDiscriminator, GlcicConfig, Prefill
 from inpainting.glcic_checkpoints import load_glcic, save_glcic
 from inpainting.glcic_inpaint import inpaint_glcic, poisson_blend
 from inpainting.inpaint import (
+    GLCIC_METHODS,
     METHODS,
     InpaintResult,
     Method,
@@ -40,6 +41,7 @@ from inpainting.networks import (
 from inpainting.residual_aggregation import inpaint_native, upscale_fill
 
 __all__ = [
+    "GLCIC_METHODS",
     "METHODS",
     "CheckpointError",
     "CompletionNetwork",
@@ -54,6 +56,7 @@ __all__ = [
     "InpaintResult",
     "Method",
     "PatchDiscriminator",
+    "Prefill",
     "canny_edges",
     "inpaint",
     "inpaint_biharmonic",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ganbrush_core.devices import add_device_argument, resolve_device
 from inpainting.edges import DEFAULT_SIGMA
-from inpainting.inpaint import Method
+from inpainting.inpaint import GLCIC_METHODS, Method
 from inpainting.masks import INVERTED_RATIO
 
 
@@ -25,8 +25,9 @@ def _inpaint(args: argparse.Namespace) -> int:
     method = Method(args.method)
     if method is not Method.EDGECONNECT and (args.edges or save_edges or args.weights):
         raise ValueError(f"--edges, --save-edges and --weights only apply to --method edgeconnect, not {method.value}")
-    if (args.glcic_weights or args.no_poisson) and method is not Method.GLCIC:
-        raise ValueError(f"--glcic-weights and --no-poisson only apply to --method glcic, not {method.value}")
+    if (args.glcic_weights or args.no_poisson) and method not in GLCIC_METHODS:
+        raise ValueError(f"--glcic-weights and --no-poisson only apply to --method glcic and glcic-refine, "
+                         f"not {method.value}")
     # Outputs and numbers are checked before anything is read or computed; nothing is created yet.
     targets = [check_output(out, args.force, image_suffixes(), "--out", IMAGE_SUFFIX_HINT)]
     if save_edges is not None:
@@ -60,10 +61,10 @@ def _inpaint(args: argparse.Namespace) -> int:
     if method is Method.EDGECONNECT:
         model = load_edgeconnect(*args.weights, device=args.device) if args.weights else \
             load_edgeconnect(device=args.device)
-    elif method is Method.GLCIC:
+    elif method in GLCIC_METHODS:
         from inpainting.glcic_checkpoints import load_glcic
 
-        model = load_glcic(args.glcic_weights, device=args.device)
+        model = load_glcic(args.glcic_weights, device=args.device, prefill=GLCIC_METHODS[method])
     result = inpaint(image, mask, edges, method=method, model=model, sigma=args.sigma,
                      poisson=not args.no_poisson)
     with write_all(targets, args.force) as tmp:  # both files or neither
@@ -82,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mask", help="mask image of the same size, white = hole")
     p.add_argument("--out", required=True, help="image file to write (.png keeps the known pixels exact)")
     p.add_argument("--method", default=Method.EDGECONNECT.value, choices=[m.value for m in Method],
-                   help="edgeconnect (default), glcic, or a classical baseline (telea, ns, biharmonic, patchmatch)")
+                   help="edgeconnect (default), glcic, glcic-refine (a GLCIC network correcting the biharmonic "
+                        "fill: ganbrush's variant), or a classical baseline (telea, ns, biharmonic, patchmatch)")
     p.add_argument("--edges", default=None,
                    help="edgeconnect: edge map (white = edge) whose lines inside the hole replace the predicted ones")
     p.add_argument("--save-edges", default=None, help="edgeconnect: also write the edge map used (to edit it)")
@@ -90,10 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="edgeconnect generators: ganbrush .safetensors or official EdgeModel_gen.pth "
                         "InpaintingModel_gen.pth")
     p.add_argument("--glcic-weights", default=None, metavar="FILE",
-                   help="glcic completion network (default: the shipped one): ganbrush .safetensors from "
-                        "`ganbrush train glcic`, or a GLCIC-PyTorch model_cn with its config.json beside it")
+                   help="glcic / glcic-refine completion network (default: the shipped one): ganbrush "
+                        ".safetensors from `ganbrush train glcic`, or a GLCIC-PyTorch model_cn with its config.json "
+                        "beside it")
     p.add_argument("--no-poisson", action="store_true",
-                   help="glcic: skip the paper's Poisson blending of the fill into the hole's border")
+                   help="glcic, glcic-refine: skip the paper's Poisson blending of the fill into the hole's border")
     p.add_argument("--invert-mask", action="store_true", help="black = hole instead of white")
     p.add_argument("--sigma", type=float, default=DEFAULT_SIGMA, help="Canny sigma for the known edges (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite output files")

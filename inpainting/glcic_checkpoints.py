@@ -29,12 +29,14 @@ from ganbrush_core.devices import resolve_device
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 from ganbrush_core.weights import WeightsFileError, is_safetensors, read_safetensors, save_safetensors
 from inpainting.checkpoints import WEIGHTS_DIR, CheckpointError, _first_line, _load_state, _strip_data_parallel
-from inpainting.glcic import CompletionNetwork, GlcicConfig
+from inpainting.glcic import CompletionNetwork, GlcicConfig, Prefill
 
 FORMAT_NAME = "ganbrush.glcic"
 FORMAT_VERSION = "1"
 #: The shipped default completion network (model card: ``weights/glcic64.md``).
 DEFAULT_GLCIC = WEIGHTS_DIR / "glcic64.safetensors"
+#: The shipped refinement variant, prefill "biharmonic" (model card: ``weights/glcic64-refine.md``).
+DEFAULT_GLCIC_REFINE = WEIGHTS_DIR / "glcic64-refine.safetensors"
 _OFFICIAL_KEY = re.compile(r"(?:de)?conv(\d+)\.(.+)|bn(\d+)\.(.+)")
 
 
@@ -97,22 +99,28 @@ def _read_ganbrush(path: Path) -> CompletionNetwork:
     return net
 
 
-def has_default_glcic() -> bool:
-    """Whether this installation has the shipped default completion network."""
-    return DEFAULT_GLCIC.is_file()
+def default_glcic(prefill: Prefill | str = Prefill.MEAN) -> Path:
+    """Where the shipped completion network with this prefill lives (it may be missing)."""
+    return DEFAULT_GLCIC_REFINE if Prefill(prefill) is Prefill.BIHARMONIC else DEFAULT_GLCIC
+
+
+def has_default_glcic(prefill: Prefill | str = Prefill.MEAN) -> bool:
+    """Whether this installation has the shipped completion network with this prefill."""
+    return default_glcic(prefill).is_file()
 
 
 def load_glcic(path: str | os.PathLike | None = None, mean_color: tuple[float, float, float] | None = None,
-               device: str | torch.device = "cpu") -> CompletionNetwork:
+               device: str | torch.device = "cpu", prefill: Prefill | str = Prefill.MEAN) -> CompletionNetwork:
     """A completion network from a ganbrush ``.safetensors`` or a GLCIC-PyTorch ``model_cn``
-    state dict (``None``: the shipped default), float32, eval mode, on ``device``. ``mean_color``
-    (RGB in [0, 1]) overrides the file's (required for an official file without its
-    ``config.json`` beside it)."""
+    state dict (``None``: the shipped one with ``prefill``, the paper's GLCIC by default),
+    float32, eval mode, on ``device``. ``mean_color`` (RGB in [0, 1]) overrides the file's
+    (required for an official file without its ``config.json`` beside it)."""
     if path is None:
-        if not has_default_glcic():
-            raise CheckpointError(f"the default GLCIC model is missing from this installation ({DEFAULT_GLCIC}); "
-                                  "reinstall ganbrush or pass a completion network with --glcic-weights FILE")
-        path = DEFAULT_GLCIC
+        path = default_glcic(prefill)
+        if not path.is_file():
+            raise CheckpointError(f"the default GLCIC model ({Prefill(prefill).value} prefill) is missing from this "
+                                  f"installation ({path}); reinstall ganbrush or pass a completion network with "
+                                  "--glcic-weights FILE")
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"{p}: no such file")

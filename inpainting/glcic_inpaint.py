@@ -14,14 +14,14 @@ import torch
 
 from ganbrush_core.devices import module_device, on_device, resolve_device
 from ganbrush_core.masks import check_mask
-from inpainting.glcic import DOWNSAMPLING, CompletionNetwork, completion_inputs
+from inpainting.glcic import DOWNSAMPLING, CompletionNetwork, Prefill
 from inpainting.glcic_checkpoints import load_glcic
 from inpainting.inpaint import _pad_to_multiple, check_image
 
 
-@functools.lru_cache(maxsize=2)
-def _default_model(device: torch.device) -> CompletionNetwork:
-    return load_glcic(device=device)
+@functools.lru_cache(maxsize=4)
+def _default_model(device: torch.device, prefill: Prefill = Prefill.MEAN) -> CompletionNetwork:
+    return load_glcic(device=device, prefill=prefill)
 
 
 def poisson_blend(fill: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -74,14 +74,16 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def inpaint_glcic(image: torch.Tensor, mask: torch.Tensor, model: CompletionNetwork | None = None,
-                  poisson: bool = True, device: str | torch.device | None = None) -> torch.Tensor:
+                  poisson: bool = True, device: str | torch.device | None = None,
+                  prefill: Prefill | str = Prefill.MEAN) -> torch.Tensor:
     """Fill the holes of ``image`` ``[N, 3, H, W]`` in [-1, 1] where ``mask`` ``[N, 1, H, W]`` is
-    1 with a GLCIC completion network (:func:`inpainting.load_glcic`; ``None``: the shipped
-    default), then, with ``poisson``, Poisson-blend each hole into its border. Any size works
-    (padded to a multiple of 4, cropped back). Pixels outside the hole are returned exactly;
-    ``device``: where the network runs (``None``: where ``model`` is; the default model: the CPU)."""
+    1 with a GLCIC completion network (:func:`inpainting.load_glcic`; ``None``: the shipped one
+    with ``prefill``), then, with ``poisson``, Poisson-blend each hole into its border. Any size
+    works (padded to a multiple of 4, cropped back; a biharmonic prefill gets slow on large
+    holes of large images). Pixels outside the hole are returned exactly; ``device``: where the
+    network runs (``None``: where ``model`` is; the default model: the CPU)."""
     if model is None:
-        model = _default_model(resolve_device("cpu" if device is None else device))
+        model = _default_model(resolve_device("cpu" if device is None else device), Prefill(prefill))
     check_image(image)
     check_mask(mask, tuple(image.shape[-2:]))
     if mask.shape[0] != image.shape[0]:
@@ -91,7 +93,7 @@ def inpaint_glcic(image: torch.Tensor, mask: torch.Tensor, model: CompletionNetw
     dev = module_device(model)
     image01 = _pad_to_multiple((image.to(dev, torch.float32) + 1) / 2, DOWNSAMPLING)
     mask_p = _pad_to_multiple(mask.to(dev, torch.float32), DOWNSAMPLING, mode="constant")
-    out01 = model(completion_inputs(image01, mask_p, model.mean_color))[..., :h, :w]
+    out01 = model(model.inputs(image01, mask_p))[..., :h, :w].clamp(0, 1)
     out = (out01 * 2 - 1).to(image.device, image.dtype)
     if poisson:
         # The network's whole output supplies the gradients, the known pixels the border.

@@ -18,7 +18,7 @@ from ganbrush_core.masks import check_mask
 from inpainting.checkpoints import EdgeConnect, load_edgeconnect
 from inpainting.classical import inpaint_biharmonic, inpaint_ns, inpaint_patchmatch, inpaint_telea
 from inpainting.edges import DEFAULT_SIGMA, canny_edges, to_gray
-from inpainting.glcic import CompletionNetwork
+from inpainting.glcic import CompletionNetwork, Prefill
 from inpainting.glcic_checkpoints import has_default_glcic
 from inpainting.networks import SIZE_MULTIPLE, edge_inputs, inpaint_inputs
 
@@ -35,13 +35,19 @@ class Method(str, enum.Enum):
     BIHARMONIC = "biharmonic"
     PATCHMATCH = "patchmatch"
     GLCIC = "glcic"
+    #: ganbrush's variant, not the paper's method: a GLCIC network that corrects the biharmonic fill.
+    GLCIC_REFINE = "glcic-refine"
+
+
+#: The GLCIC methods and the prefill of their networks (:class:`inpainting.glcic.Prefill`).
+GLCIC_METHODS: dict[Method, Prefill] = {Method.GLCIC: Prefill.MEAN, Method.GLCIC_REFINE: Prefill.BIHARMONIC}
 
 
 def ready_methods() -> list[Method]:
     """The methods that run without weights passed by the user: defaults for loops over all
-    methods (CLI choices' defaults, comparisons, benchmarks, the app). GLCIC is left out of an
-    installation that lacks its default weights."""
-    return [m for m in Method if m is not Method.GLCIC or has_default_glcic()]
+    methods (CLI choices' defaults, comparisons, benchmarks, the app). A GLCIC method is left out
+    of an installation that lacks its default weights."""
+    return [m for m in Method if m not in GLCIC_METHODS or has_default_glcic(GLCIC_METHODS[m])]
 
 
 @dataclass
@@ -143,10 +149,10 @@ def _edgeconnect_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return inpaint_edgeconnect(image, mask).image
 
 
-def _glcic_image(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _glcic_image(image: torch.Tensor, mask: torch.Tensor, prefill: Prefill = Prefill.MEAN) -> torch.Tensor:
     from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
 
-    return inpaint_glcic(image, mask)
+    return inpaint_glcic(image, mask, prefill=prefill)
 
 
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -157,6 +163,7 @@ METHODS: dict[Method, InpaintFn] = {
     Method.BIHARMONIC: inpaint_biharmonic,
     Method.PATCHMATCH: inpaint_patchmatch,
     Method.GLCIC: _glcic_image,
+    Method.GLCIC_REFINE: functools.partial(_glcic_image, prefill=Prefill.BIHARMONIC),
 }
 
 
@@ -169,7 +176,7 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None 
     ``edges`` (EdgeConnect only) is a user-drawn or edited edge map ``[N, 1, H, W]`` in [0, 1]
     whose values inside the hole replace G1's prediction. ``model`` comes from
     :func:`load_edgeconnect` or, for GLCIC, :func:`load_glcic` (by default the shipped models).
-    ``poisson`` (GLCIC only): Poisson-blend the fill into the hole's border, the paper's
+    ``poisson`` (the GLCIC methods only): Poisson-blend the fill into the hole's border, the paper's
     post-processing. Pixels outside the hole are returned unchanged; a mask without holes returns
     a copy of the image.
 
@@ -181,14 +188,19 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor | None 
         method = Method(method)
     except ValueError as e:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(m.value for m in Method)}") from e
-    if not poisson and method is not Method.GLCIC:
-        raise ValueError(f"poisson=False only applies to the glcic method, not {method.value}")
+    if not poisson and method not in GLCIC_METHODS:
+        raise ValueError(f"poisson=False only applies to the glcic methods, not {method.value}")
     if method is Method.EDGECONNECT:
         return inpaint_edgeconnect(image, mask, edges, model=model, sigma=sigma, device=device)
-    if method is Method.GLCIC and edges is None:
+    if method in GLCIC_METHODS and edges is None:
         from inpainting.glcic_inpaint import inpaint_glcic  # imports this module
 
-        return InpaintResult(image=inpaint_glcic(image, mask, model, poisson=poisson, device=device))
+        prefill = GLCIC_METHODS[method]
+        if isinstance(model, CompletionNetwork) and model.cfg.prefill != prefill.value:
+            other = next(m for m, p in GLCIC_METHODS.items() if p.value == model.cfg.prefill)
+            raise ValueError(f"this completion network was trained with the {model.cfg.prefill} prefill: "
+                             f"use method {other.value}, not {method.value}")
+        return InpaintResult(image=inpaint_glcic(image, mask, model, poisson=poisson, device=device, prefill=prefill))
     if edges is not None or model is not None:
         raise ValueError(f"edges are only used by the edgeconnect method and model by edgeconnect and glcic, "
                          f"not {method.value}")

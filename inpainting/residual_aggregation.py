@@ -55,6 +55,8 @@ _LOWPASS_SIGMA = 0.42
 _MID_FACTOR = 4
 # Rows per strip when the native residual is computed (bounds the temporaries).
 _STRIP_ROWS = 512
+# Below this blurred share of known pixels a low-pass cell has no known pixel in reach.
+_MIN_KNOWN_WEIGHT = 1e-6
 
 
 # -- input checks -------------------------------------------------------------------------------------
@@ -205,33 +207,47 @@ def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, n
     return feats / np.maximum(norm, 1e-6)
 
 
-def _native_residual(image: np.ndarray, mask: np.ndarray, base: np.ndarray, bbox: tuple[int, int, int, int],
-                     low_shape: tuple[int, int]) -> np.ndarray:
-    """float32 ``[H, W, 3]`` high-pass residual ``C - lowpass(C)`` of the photo with its hole
-    replaced by the upsampled fill (``base`` covers ``bbox``), so the hole's unknown content never
-    leaks into the residual of the known pixels next to it."""
+def _native_residual(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, int]) -> np.ndarray:
+    """float32 ``[H, W, 3]`` high-pass residual of the photo's KNOWN pixels; 0 in the hole.
+
+    The low-pass is a normalised convolution over the known pixels alone,
+    ``G * (image * known) / G * known``: next to the hole it is the mean of the known
+    neighbours. Blurring the photo completed with the fill instead puts the fill's level
+    difference to the photo into the known pixels' residual as a halo (the step's own high
+    pass), which the border continuation and the sources near the hole then carry into the hole
+    as a rim of the opposite tone: a lighter frame around a darker fill, a darker one around a
+    lighter fill. Neither the hole's content nor the fill is read."""
     H, W = image.shape[:2]
-    y0, y1, x0, x1 = bbox
-    completed = image.astype(np.float32)
-    region = completed[y0:y1, x0:x1]
-    hole = mask[y0:y1, x0:x1]
-    region[hole] = base[hole]
+    # Channels 0-2: image * known; 3: known (the hole's pixels count for nothing).
+    weighted = np.empty((H, W, 4), np.float32)
+    weighted[..., 3] = ~mask
+    weighted[..., :3] = image
+    weighted[..., :3] *= weighted[..., 3:]
     # Low-pass on a shift-invariant Gaussian, not down-then-up to the low grid: down/up residuals
     # carry a pattern locked to the low pixel grid (period H / h), which shows as a mesh once a
     # residual is moved to a window at another phase. Blurring at up to 4x the low resolution keeps
     # it cheap on large frames; the remaining grid there is 4x finer and already blurred away.
     mid = (min(H, _MID_FACTOR * low_shape[0]), min(W, _MID_FACTOR * low_shape[1]))
-    small = completed if mid == (H, W) else cv2.resize(completed, (mid[1], mid[0]), interpolation=cv2.INTER_AREA)
+    small = weighted if mid == (H, W) else cv2.resize(weighted, (mid[1], mid[0]), interpolation=cv2.INTER_AREA)
+    del weighted
     sigma = (_LOWPASS_SIGMA * mid[0] / low_shape[0], _LOWPASS_SIGMA * mid[1] / low_shape[1])
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REFLECT)
+    # Divide at the blur's resolution, where the weights are positive wherever a known pixel is
+    # near (upsampling them first would let the cubic kernel's undershoot reach 0 next to a hole).
+    # Cells with no known pixel in reach keep a harmless 0: only known pixels' residuals are used.
+    den = small[..., 3:]
+    lowpass = np.where(den > _MIN_KNOWN_WEIGHT, small[..., :3] / np.maximum(den, _MIN_KNOWN_WEIGHT), 0.0)
+    lowpass = np.ascontiguousarray(lowpass, dtype=np.float32)
+    residual = image.astype(np.float32)
     if mid == (H, W):
-        completed -= small
-        return completed
-    up = _Upsampler(small, (H, W))
-    for r in range(0, H, _STRIP_ROWS):
-        r1 = min(r + _STRIP_ROWS, H)
-        completed[r:r1] -= up.region((r, r1), (0, W))
-    return completed  # now the residual, in place
+        residual -= lowpass
+    else:
+        up = _Upsampler(lowpass, (H, W))
+        for r in range(0, H, _STRIP_ROWS):
+            r1 = min(r + _STRIP_ROWS, H)
+            residual[r:r1] -= up.region((r, r1), (0, W))
+    residual[mask] = 0.0
+    return residual
 
 
 # -- the public functions -------------------------------------------------------------------------------
@@ -292,7 +308,7 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
     known = _known_fraction(hole, canon_y, canon_x, int(size_y[0]), int(size_x[0]))
     source_ids = np.flatnonzero(known.reshape(-1) >= min_known)
     if source_ids.size:
-        residual = _native_residual(image, hole, acc, (by0, by1, bx0, bx1), low.shape[:2])
+        residual = _native_residual(image, hole, low.shape[:2])
         feats = _cell_features(low, (H, W), cell, ny, nx, samples)
         target_ids = ty * nx + tx
         sims = feats[target_ids] @ feats[source_ids].T  # [targets, sources] cosine similarities

@@ -120,7 +120,7 @@ def test_irregular_pairing_is_fixed_by_the_seed(face_data_root):
 def test_glcic_with_and_without_poisson(capsys, tmp_path, monkeypatch, user_folders):
     assert as_variant("glcic-no-poisson") == Variant(Method.GLCIC, poisson=False)
     assert as_variant("telea") == as_variant(Method.TELEA) == Variant(Method.TELEA)
-    with pytest.raises(ValueError, match="only glcic"):
+    with pytest.raises(ValueError, match="only the glcic methods"):
         as_variant("ns-no-poisson")
     # A small completion network stands in for the shipped default (same loader, same path).
     monkeypatch.setattr(glcic_checkpoints, "DEFAULT_GLCIC", tmp_path / "glcic64.safetensors")
@@ -159,7 +159,7 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, user_folders
         (["--masks", masks], "--images"),
         (["--irregular-bins", "15-25"], "15-25"),
         (["--methods", "telea,magic"], "magic"),
-        (["--methods", "telea-no-poisson"], "only glcic"),
+        (["--methods", "telea-no-poisson"], "only the glcic methods"),
         (["--held-out", 0], "--held-out"),
         (["--images", tmp_path / "none"], "no such folder"),
         (["--methods", "telea", "--weights", "a", "b"], "--weights"),

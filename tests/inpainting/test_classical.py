@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from inpainting import METHODS, Method, inpaint
+from inpainting import GLCIC_METHODS, METHODS, Method, inpaint
 
-CLASSICAL = [m for m in Method if m not in (Method.EDGECONNECT, Method.GLCIC)]  # the learned ones
+CLASSICAL = [m for m in Method if m not in (Method.EDGECONNECT, *GLCIC_METHODS)]  # the learned ones
 # Mean absolute error (in [-1, 1] units) allowed inside the hole of a smooth gradient. PatchMatch
 # copies nearby patches rather than interpolating, so it gets a looser bound.
 MAX_HOLE_ERROR = {Method.TELEA: 0.06, Method.NS: 0.06, Method.BIHARMONIC: 0.005, Method.PATCHMATCH: 0.08}

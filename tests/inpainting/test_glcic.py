@@ -253,6 +253,7 @@ def default_glcic(monkeypatch, tmp_path):
     it) and empties the default-model cache around the test."""
     path = tmp_path / "glcic64.safetensors"
     monkeypatch.setattr(glcic_checkpoints, "DEFAULT_GLCIC", path)
+    monkeypatch.setattr(glcic_checkpoints, "DEFAULT_GLCIC_REFINE", tmp_path / "glcic64-refine.safetensors")
     glcic_inpaint._default_model.cache_clear()
     yield path
     glcic_inpaint._default_model.cache_clear()
@@ -261,7 +262,7 @@ def default_glcic(monkeypatch, tmp_path):
 def test_default_weights_missing_or_present(default_glcic):
     image, mask = torch.zeros(1, 3, 16, 16), _mask(1, 16, 16, 4, 4, 4)
     for call in (lambda: inpaint(image, mask, method="glcic"), lambda: METHODS[Method.GLCIC](image, mask)):
-        with pytest.raises(CheckpointError, match="default GLCIC model is missing") as e:
+        with pytest.raises(CheckpointError, match=r"default GLCIC model \(mean prefill\) is missing") as e:
             call()
         assert "--glcic-weights" in str(e.value) and "\n" not in str(e.value)
     assert Method.GLCIC not in ready_methods() and Method.EDGECONNECT in ready_methods()
@@ -276,7 +277,7 @@ def test_default_weights_missing_or_present(default_glcic):
 
 def test_poisson_is_glcic_only():
     image, mask = torch.zeros(1, 3, 16, 16), _mask(1, 16, 16, 4, 4, 4)
-    with pytest.raises(ValueError, match="only applies to the glcic method"):
+    with pytest.raises(ValueError, match="only applies to the glcic methods"):
         inpaint(image, mask, method="telea", poisson=False)
 
 
@@ -320,5 +321,5 @@ def test_inpaint_cli_glcic(tmp_path, default_glcic):
     assert args.func(args) == 0  # the default model, without --glcic-weights
     for extra in (["--glcic-weights", str(weights)], ["--no-poisson"]):
         args = parser.parse_args([*base[:-3], "--method", "telea", "--out", str(tmp_path / "e.png"), *extra])
-        with pytest.raises(ValueError, match="only apply to --method glcic"):
+        with pytest.raises(ValueError, match="only apply to --method glcic and glcic-refine"):
             args.func(args)
