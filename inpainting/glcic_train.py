@@ -22,9 +22,11 @@ Runs are driven by :class:`ganbrush_core.training.TrainingRun`: ``config.json``,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ganbrush_core import distributed, faces
+from ganbrush_core.batch_norm import recalibrate_batch_norm
 from ganbrush_core.devices import resolve_device
 from ganbrush_core.gan_losses import discriminator_loss, generator_adversarial_loss
 from ganbrush_core.training import ResumableBatches, Sample, Trainable, TrainError, TrainingRun
@@ -53,6 +56,10 @@ from inpainting.masks import random_mask
 WEIGHTS_FILE = "glcic.safetensors"
 SAMPLE_COUNT = 8
 SAMPLE_SEED = 1234
+#: Batches of training faces (fixed, with their own masks) that the weights file's batch-norm
+#: statistics are measured on (:func:`ganbrush_core.batch_norm.recalibrate_batch_norm`).
+CALIBRATION_BATCHES = 50
+CALIBRATION_SEED = 4321
 
 
 class GlcicFaces(faces.FaceDataset):
@@ -261,9 +268,25 @@ class GlcicTrainer(Trainable):
             raise TrainError(f"{path}: not a completion network of width {self.cfg.channels} ({wrong[0]})")
         self.G.load_state_dict({k: own[k] if k in keep else source[k] for k in own})
 
+    def calibration_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same :data:`CALIBRATION_BATCHES` (image, mask) training batches at every call."""
+        rng = np.random.default_rng(CALIBRATION_SEED)
+        n, res = self.cfg.batch, self.dataset.res
+        for _ in range(CALIBRATION_BATCHES):
+            index = rng.integers(len(self.dataset), size=n)
+            image = torch.stack([self.dataset.load(int(i))["image"] for i in index])
+            mask = torch.stack([random_mask(res, res, rng, ratio_range=self.cfg.mask_ratio) for _ in range(n)])
+            yield image.to(self.device), mask.to(self.device)
+
     def save_weights(self, run_dir: Path) -> None:
-        save_glcic(self.G, run_dir / WEIGHTS_FILE, force=True,
-                   metadata={"step": str(self.step), "images_seen": str(self.images_seen)})
+        """The weights file holds a copy of G whose batch norms' statistics are measured anew on
+        :meth:`calibration_batches` (the running averages lag behind G); training goes on with
+        G and its own statistics untouched, so a resumed run is unaffected."""
+        G = recalibrate_batch_norm(copy.deepcopy(self.G), self.calibration_batches(),
+                                   lambda net, batch: net(net.inputs(*batch)))
+        save_glcic(G, run_dir / WEIGHTS_FILE, force=True,
+                   metadata={"step": str(self.step), "images_seen": str(self.images_seen),
+                             "batch_norm": f"recalibrated on {CALIBRATION_BATCHES} batches"})
 
 
 def train_glcic(cfg: GlcicTrainConfig, dataset: GlcicFaces, run_dir: str | os.PathLike, steps: int,
