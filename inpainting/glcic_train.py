@@ -7,6 +7,8 @@
    adversarial loss (paper: alpha = 0.0004).
 
 The phase is a function of the step, so a resumed run continues in the right phase. Adadelta as in
+the paper by default; ``optimizer="adam"`` (at ``lr``) for fine-tuning, e.g. the glcic-refine variant
+from a trained network, whose zero-initialised last layer Adadelta's slowly growing steps barely move.
 the paper. The local discriminator sees the patch centred on each hole (:func:`hole_patch_boxes`),
 for real images the same box, so where the patch lies tells it nothing. Training masks are
 :func:`inpainting.masks.random_mask` strokes and boxes, never the irregular evaluation masks. The
@@ -105,6 +107,8 @@ class GlcicTrainConfig:
     mean_color: tuple[float, float, float] | None = None  # None: measured on the data at the start
     prefill: str = Prefill.MEAN.value  # "biharmonic": the refinement variant (inpainting.glcic.Prefill)
     init_weights: str | None = None  # a completion network to start from (all layers but a residual last one)
+    optimizer: str = "adadelta"  # the paper's; or "adam" (betas 0.5, 0.999) at lr
+    lr: float = 2e-4  # Adam's learning rate (Adadelta has none)
 
     def __post_init__(self) -> None:
         self.mask_ratio = tuple(self.mask_ratio)
@@ -112,6 +116,8 @@ class GlcicTrainConfig:
             self.mean_color = tuple(self.mean_color)
         if self.batch < 1 or self.steps_per_interval < 1 or self.phase1_steps < 0 or self.phase2_steps < 0:
             raise TrainError("batch and steps_per_interval must be >= 1 and the phase lengths >= 0")
+        if self.optimizer not in ("adadelta", "adam") or not self.lr > 0:
+            raise TrainError(f"optimizer must be adadelta or adam with lr > 0, got {self.optimizer} at {self.lr}")
 
     def phase(self, step: int) -> int:
         """The schedule's phase (1, 2, 3) that step ``step`` (0-based) belongs to."""
@@ -154,8 +160,7 @@ class GlcicTrainer(Trainable):
         self.local_size = cfg.local_size or res // 2
         self.G = CompletionNetwork(GlcicConfig(cfg.channels, cfg.mean_color, cfg.prefill)).to(self.device).train()
         self.D = ContextDiscriminator(res, self.local_size, cfg.disc_channels, cfg.features).to(self.device).train()
-        self.opt_G = torch.optim.Adadelta(self.G.parameters())
-        self.opt_D = torch.optim.Adadelta(self.D.parameters())
+        self.opt_G, self.opt_D = (self._optimizer(net.parameters()) for net in (self.G, self.D))
         self.step = 0
         self.history: list[dict] = []
         self.mask_rng = np.random.default_rng(cfg.seed)
@@ -267,6 +272,11 @@ class GlcicTrainer(Trainable):
         if wrong:
             raise TrainError(f"{path}: not a completion network of width {self.cfg.channels} ({wrong[0]})")
         self.G.load_state_dict({k: own[k] if k in keep else source[k] for k in own})
+
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.5, 0.999))
+        return torch.optim.Adadelta(params)
 
     def calibration_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The same :data:`CALIBRATION_BATCHES` (image, mask) training batches at every call."""
