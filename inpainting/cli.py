@@ -160,7 +160,8 @@ def _train_glcic(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in (
         ("batch", args.batch), ("seed", args.seed), ("steps_per_interval", args.interval),
         ("phase1_steps", args.phase1_steps), ("phase2_steps", args.phase2_steps), ("prefill", args.prefill),
-        ("init_weights", args.init), ("optimizer", args.optimizer), ("lr", args.lr)) if value is not None}
+        ("init_weights", args.init), ("init_discriminator", args.init_discriminator), ("optimizer", args.optimizer),
+        ("lr", args.lr)) if value is not None}
     cfg = GlcicTrainConfig(**{**PRESETS[args.preset], **overrides})
     dataset = GlcicFaces(args.data, xflip=cfg.xflip)
     workers = args.workers if args.workers is not None else (8 if resolve_device(args.device).type == "cuda" else 0)
@@ -195,6 +196,9 @@ def _register_train_glcic(train_sub: argparse._SubParsersAction) -> None:
                         "glcic-refine variant: the network learns a correction of scikit-image's biharmonic fill)")
     p.add_argument("--init", default=None, metavar="FILE",
                    help="a new run starts from this completion network's weights (e.g. the shipped glcic64)")
+    p.add_argument("--init-discriminator", default=None, metavar="FILE",
+                   help="a new run starts its context discriminator from this file (a run's "
+                        "glcic_discriminator.safetensors, or a shipped one), e.g. to continue on a GPU")
     p.add_argument("--optimizer", default=None, choices=["adadelta", "adam"],
                    help="adadelta (the paper's, default) or adam (fine-tuning, e.g. --prefill biharmonic --init)")
     p.add_argument("--lr", type=float, default=None, help="adam's learning rate (default 2e-4)")

@@ -29,10 +29,11 @@ from ganbrush_core.devices import resolve_device
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 from ganbrush_core.weights import WeightsFileError, is_safetensors, read_safetensors, save_safetensors
 from inpainting.checkpoints import WEIGHTS_DIR, CheckpointError, _first_line, _load_state, _strip_data_parallel
-from inpainting.glcic import CompletionNetwork, GlcicConfig, Prefill
+from inpainting.glcic import CompletionNetwork, ContextDiscriminator, GlcicConfig, Prefill
 
 FORMAT_NAME = "ganbrush.glcic"
 FORMAT_VERSION = "1"
+DISCRIMINATOR_FORMAT = "ganbrush.glcic-discriminator"
 #: The shipped default completion network (model card: ``weights/glcic64.md``).
 DEFAULT_GLCIC = WEIGHTS_DIR / "glcic64.safetensors"
 #: The shipped refinement variant, prefill "biharmonic" (model card: ``weights/glcic64-refine.md``).
@@ -146,3 +147,31 @@ def save_glcic(net: CompletionNetwork, path: str | os.PathLike, *, force: bool =
                                 config=net.cfg.to_dict(), metadata=metadata, dtype=dtype, force=force)
     except WeightsFileError as e:
         raise CheckpointError(str(e)) from e
+
+
+def save_discriminator(D: ContextDiscriminator, path: str | os.PathLike, *, force: bool = False,
+                       dtype: torch.dtype | None = torch.float16) -> Path:
+    """Write a context discriminator (float16 by default: it is kept to continue training, not
+    for inference) as a ganbrush ``.safetensors`` with its sizes in the metadata."""
+    config = {"image_size": D.global_branch.size, "local_size": D.local_size,
+              "channels": D.global_branch.convs[0].conv.out_channels, "features": D.fc.in_features // 2}
+    try:
+        return save_safetensors(path, D.state_dict(), format=DISCRIMINATOR_FORMAT, version=FORMAT_VERSION,
+                                config=config, dtype=dtype, force=force)
+    except WeightsFileError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def load_discriminator(path: str | os.PathLike) -> ContextDiscriminator:
+    """A context discriminator written by :func:`save_discriminator`, float32, train mode."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such file")
+    try:
+        f = read_safetensors(p, DISCRIMINATOR_FORMAT, what="a GLCIC context discriminator")
+        D = ContextDiscriminator(**f.config)
+        _load_state(D, f.tensors)
+    except (WeightsFileError, TypeError, ValueError, CheckpointError) as e:
+        message = str(e)
+        raise CheckpointError(message if message.startswith(str(p)) else f"{p}: {message}") from e
+    return D.train()

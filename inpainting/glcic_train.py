@@ -52,10 +52,11 @@ from inpainting.glcic import (
     crop_patches,
     hole_patch_boxes,
 )
-from inpainting.glcic_checkpoints import load_glcic, save_glcic
+from inpainting.glcic_checkpoints import load_discriminator, load_glcic, save_discriminator, save_glcic
 from inpainting.masks import random_mask
 
 WEIGHTS_FILE = "glcic.safetensors"
+DISCRIMINATOR_FILE = "glcic_discriminator.safetensors"  # float16, to continue training elsewhere
 SAMPLE_COUNT = 8
 SAMPLE_SEED = 1234
 #: Batches of training faces (fixed, with their own masks) that the weights file's batch-norm
@@ -107,6 +108,7 @@ class GlcicTrainConfig:
     mean_color: tuple[float, float, float] | None = None  # None: measured on the data at the start
     prefill: str = Prefill.MEAN.value  # "biharmonic": the refinement variant (inpainting.glcic.Prefill)
     init_weights: str | None = None  # a completion network to start from (all layers but a residual last one)
+    init_discriminator: str | None = None  # a context discriminator to start from (save_discriminator's file)
     optimizer: str = "adadelta"  # the paper's; or "adam" (betas 0.5, 0.999) at lr
     lr: float = 2e-4  # Adam's learning rate (Adadelta has none)
 
@@ -273,6 +275,16 @@ class GlcicTrainer(Trainable):
             raise TrainError(f"{path}: not a completion network of width {self.cfg.channels} ({wrong[0]})")
         self.G.load_state_dict({k: own[k] if k in keep else source[k] for k in own})
 
+    def start_discriminator_from(self, path: str | os.PathLike) -> None:
+        """Copy a saved context discriminator's weights into D (a new run's start); its sizes
+        must be this run's."""
+        source = load_discriminator(path).state_dict()
+        own = self.D.state_dict()
+        if {k: v.shape for k, v in source.items()} != {k: v.shape for k, v in own.items()}:
+            raise TrainError(f"{path}: a context discriminator of other sizes than this run's "
+                             f"({self.dataset.res} px images, {self.cfg.disc_channels} channels)")
+        self.D.load_state_dict(source)
+
     def _optimizer(self, params) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.5, 0.999))
@@ -297,6 +309,7 @@ class GlcicTrainer(Trainable):
         save_glcic(G, run_dir / WEIGHTS_FILE, force=True,
                    metadata={"step": str(self.step), "images_seen": str(self.images_seen),
                              "batch_norm": f"recalibrated on {CALIBRATION_BATCHES} batches"})
+        save_discriminator(self.D, run_dir / DISCRIMINATOR_FILE, force=True)
 
 
 def train_glcic(cfg: GlcicTrainConfig, dataset: GlcicFaces, run_dir: str | os.PathLike, steps: int,
@@ -313,6 +326,8 @@ def train_glcic(cfg: GlcicTrainConfig, dataset: GlcicFaces, run_dir: str | os.Pa
     trainer = GlcicTrainer(cfg, dataset, run.device, workers)
     if cfg.init_weights is not None and not run.resumed:
         trainer.start_from(cfg.init_weights)
+    if cfg.init_discriminator is not None and not run.resumed:
+        trainer.start_discriminator_from(cfg.init_discriminator)
     run.train(trainer, total=steps, interval=cfg.steps_per_interval, plot_keys=("loss_", "G_", "sample_"),
               postfix=("G_mse", "loss_D"), desc="train glcic", progress=progress)
     return trainer

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
 
 from ganbrush_core.images import uint8_to_float
 
@@ -57,6 +58,13 @@ _MID_FACTOR = 4
 _STRIP_ROWS = 512
 # Below this blurred share of known pixels a low-pass cell has no known pixel in reach.
 _MIN_KNOWN_WEIGHT = 1e-6
+# The fill meets the photo's level at the hole's border; the correction is whole up to the first
+# and gone from the second distance into the hole (LOW pixels): the ring the inpainter regenerated
+# that the photo keeps is at most one low pixel wide.
+_LEVEL_FADE = (0.5, 2.0)
+# The mismatch is smoothed along the border over a Gaussian of this many LOW pixels (the photo's
+# texture averages out; the level stays local).
+_LEVEL_SMOOTH = 0.25
 
 
 # -- input checks -------------------------------------------------------------------------------------
@@ -133,6 +141,20 @@ class _Upsampler:
         return np.ascontiguousarray(out.reshape(-1, n, c).transpose(1, 0, 2), dtype=np.float32)
 
 
+class _FillBase:
+    """Regions of the base a hole's residual is added to: the bicubic upsampling of the low fill,
+    plus that of a ``level`` correction on its own (finer) grid where one is given."""
+
+    def __init__(self, low: np.ndarray, full: tuple[int, int], level: np.ndarray | None = None) -> None:
+        self.parts = [_Upsampler(low, full)] + ([] if level is None else [_Upsampler(level, full)])
+
+    def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        out = self.parts[0].region(rows, cols)
+        for part in self.parts[1:]:
+            out += part.region(rows, cols)
+        return out
+
+
 def upsample(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """float32 ``[H, W, C]``: the bicubic upsampling of ``low`` ``[h, w, C]`` to ``size`` ``(H, W)``
     that :func:`upscale_fill` uses for its base."""
@@ -207,8 +229,36 @@ def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, n
     return feats / np.maximum(norm, 1e-6)
 
 
-def _native_residual(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, int]) -> np.ndarray:
+def _known_means(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, int]) -> np.ndarray:
+    """float32 ``[h', w', 4]``: area means of ``image * known`` (channels 0-2) and of ``known``
+    (channel 3) on a grid of up to :data:`_MID_FACTOR` x the low resolution (the native one if
+    smaller). The hole's pixels count for nothing, so its content is never read."""
+    H, W = image.shape[:2]
+    weighted = np.empty((H, W, 4), np.float32)
+    weighted[..., 3] = ~mask
+    weighted[..., :3] = image
+    weighted[..., :3] *= weighted[..., 3:]
+    mid = (min(H, _MID_FACTOR * low_shape[0]), min(W, _MID_FACTOR * low_shape[1]))
+    return weighted if mid == (H, W) else cv2.resize(weighted, (mid[1], mid[0]), interpolation=cv2.INTER_AREA)
+
+
+def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma: tuple[float, float]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(G * values / G * weights, G * weights)`` for ``values`` already multiplied by
+    ``weights`` (a Gaussian of ``sigma`` (y, x) px, reflected at the frame); 0 where no weight is
+    in reach. Divided at this resolution, where the blurred weights are positive wherever a known
+    pixel is near (upsampling them first would let the cubic kernel's undershoot reach 0)."""
+    stack = cv2.GaussianBlur(np.dstack([values, weights]), (0, 0), sigmaX=sigma[1], sigmaY=sigma[0],
+                             borderType=cv2.BORDER_REFLECT)
+    den = stack[..., -1:]
+    mean = np.where(den > _MIN_KNOWN_WEIGHT, stack[..., :-1] / np.maximum(den, _MIN_KNOWN_WEIGHT), 0.0)
+    return np.ascontiguousarray(mean, dtype=np.float32), np.ascontiguousarray(den[..., 0], dtype=np.float32)
+
+
+def _native_residual(image: np.ndarray, mask: np.ndarray, means: np.ndarray, low_shape: tuple[int, int]
+                     ) -> np.ndarray:
     """float32 ``[H, W, 3]`` high-pass residual of the photo's KNOWN pixels; 0 in the hole.
+    ``means``: :func:`_known_means`.
 
     The low-pass is a normalised convolution over the known pixels alone,
     ``G * (image * known) / G * known``: next to the hole it is the mean of the known
@@ -218,26 +268,13 @@ def _native_residual(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, 
     as a rim of the opposite tone: a lighter frame around a darker fill, a darker one around a
     lighter fill. Neither the hole's content nor the fill is read."""
     H, W = image.shape[:2]
-    # Channels 0-2: image * known; 3: known (the hole's pixels count for nothing).
-    weighted = np.empty((H, W, 4), np.float32)
-    weighted[..., 3] = ~mask
-    weighted[..., :3] = image
-    weighted[..., :3] *= weighted[..., 3:]
     # Low-pass on a shift-invariant Gaussian, not down-then-up to the low grid: down/up residuals
     # carry a pattern locked to the low pixel grid (period H / h), which shows as a mesh once a
     # residual is moved to a window at another phase. Blurring at up to 4x the low resolution keeps
     # it cheap on large frames; the remaining grid there is 4x finer and already blurred away.
-    mid = (min(H, _MID_FACTOR * low_shape[0]), min(W, _MID_FACTOR * low_shape[1]))
-    small = weighted if mid == (H, W) else cv2.resize(weighted, (mid[1], mid[0]), interpolation=cv2.INTER_AREA)
-    del weighted
+    mid = means.shape[:2]
     sigma = (_LOWPASS_SIGMA * mid[0] / low_shape[0], _LOWPASS_SIGMA * mid[1] / low_shape[1])
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REFLECT)
-    # Divide at the blur's resolution, where the weights are positive wherever a known pixel is
-    # near (upsampling them first would let the cubic kernel's undershoot reach 0 next to a hole).
-    # Cells with no known pixel in reach keep a harmless 0: only known pixels' residuals are used.
-    den = small[..., 3:]
-    lowpass = np.where(den > _MIN_KNOWN_WEIGHT, small[..., :3] / np.maximum(den, _MIN_KNOWN_WEIGHT), 0.0)
-    lowpass = np.ascontiguousarray(lowpass, dtype=np.float32)
+    lowpass, _ = _normalised_blur(means[..., :3], means[..., 3], sigma)
     residual = image.astype(np.float32)
     if mid == (H, W):
         residual -= lowpass
@@ -248,6 +285,62 @@ def _native_residual(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, 
             residual[r:r1] -= up.region((r, r1), (0, W))
     residual[mask] = 0.0
     return residual
+
+
+def _border_level(means: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """float32 ``[h', w', 3]`` on the grid of ``means`` (:func:`_known_means`): what to add to the
+    upsampled fill so that it meets the photo's level at the hole's border, fading out 0.5 to 2
+    low pixels into the hole.
+
+    Every low pixel the native hole touches is a hole for the inpainter, so the low hole is up to
+    a low pixel wider than the native one: along the native border the fill is the inpainter's
+    guess where the photo's own pixels stay. Whatever it guessed there (and whatever the cubic
+    kernel carries across) shows as a tonal step all along the border. The mismatch
+    ``image - up(low)`` is measured on the mostly known cells next to the hole (their known
+    pixels' mean, smoothed along the border), continued into the hole by a membrane (harmonic:
+    smooth, equal to it at the border, never beyond its range) and faded out by the distance from
+    the border (:data:`_LEVEL_FADE`), so the fill's interior keeps the inpainter's tones."""
+    mid = means.shape[:2]
+    fill = _Upsampler(low, mid).region((0, mid[0]), (0, mid[1]))
+    known = means[..., 3]
+    unknown = known < 0.5
+    if unknown.all():
+        return np.zeros((*mid, 3), np.float32)
+    # Measured on the mostly known cells at or next to hole pixels only: further out the photo and
+    # the fill agree, and averaging those in would pull the border's value towards 0.
+    near = cv2.dilate((known < 1 - _MIN_KNOWN_WEIGHT).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    weight = np.where(near & ~unknown, known, 0.0).astype(np.float32)
+    mismatch = (means[..., :3] - known[..., None] * fill) * (weight / np.maximum(known, _MIN_KNOWN_WEIGHT))[..., None]
+    cells_per_low = math.sqrt(mid[0] * mid[1] / (low.shape[0] * low.shape[1]))
+    smooth = _LEVEL_SMOOTH * cells_per_low
+    level, _ = _normalised_blur(mismatch, weight, (smooth, smooth))
+    if not unknown.any():
+        return level  # a thin hole: every cell is mostly known
+    ys, xs = np.nonzero(unknown)
+    index = np.full(mid, -1, np.int64)
+    index[ys, xs] = np.arange(ys.size)
+    n = ys.size
+    diagonal = np.full(n, 1e-6)  # a trace of screening keeps the system regular
+    rows, cols, rhs = [], [], np.zeros((n, 3))
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        qy, qx = ys + dy, xs + dx
+        inside = (qy >= 0) & (qy < mid[0]) & (qx >= 0) & (qx < mid[1])  # the frame's edge: no flux
+        p, qy, qx = np.nonzero(inside)[0], qy[inside], qx[inside]
+        diagonal[p] += 1
+        q = index[qy, qx]
+        free = q >= 0
+        rows.append(p[free])
+        cols.append(q[free])
+        rhs[p[~free]] += level[qy[~free], qx[~free]]  # Dirichlet: the mismatch on the known cells
+    matrix = sparse.csc_matrix((np.concatenate([diagonal, -np.ones(sum(r.size for r in rows))]),
+                                (np.concatenate([np.arange(n), *rows]), np.concatenate([np.arange(n), *cols]))),
+                               shape=(n, n))
+    # Distance into the hole in low pixels (a first unknown cell's centre lies half a cell in).
+    depth = (cv2.distanceTransform(unknown.astype(np.uint8), cv2.DIST_L2, 5)[ys, xs] - 0.5) / cells_per_low
+    start, stop = _LEVEL_FADE
+    t = np.clip((depth - start) / (stop - start), 0.0, 1.0)
+    level[ys, xs] = sparse_linalg.splu(matrix).solve(rhs) * (1 - t * t * (3 - 2 * t))[:, None]
+    return level
 
 
 # -- the public functions -------------------------------------------------------------------------------
@@ -302,13 +395,17 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
     bx0, bx1 = int(max(0, start_x[tx].min())), int(min(W, start_x[tx].max() + 2 * cell))
     by0, by1 = min(by0, int(ys[0])), max(by1, int(ys[-1]) + 1)
     bx0, bx1 = min(bx0, int(xs[0])), max(bx1, int(xs[-1]) + 1)
-    up = _Upsampler(low, (H, W))
+    if hole.all():  # nothing known: the upsampled fill alone
+        up = _FillBase(low, (H, W))
+    else:
+        means = _known_means(image, hole, low.shape[:2])
+        up = _FillBase(low, (H, W), _border_level(means, low))
     acc = up.region((by0, by1), (bx0, bx1))
 
     known = _known_fraction(hole, canon_y, canon_x, int(size_y[0]), int(size_x[0]))
     source_ids = np.flatnonzero(known.reshape(-1) >= min_known)
     if source_ids.size:
-        residual = _native_residual(image, hole, low.shape[:2])
+        residual = _native_residual(image, hole, means, low.shape[:2])
         feats = _cell_features(low, (H, W), cell, ny, nx, samples)
         target_ids = ty * nx + tx
         sims = feats[target_ids] @ feats[source_ids].T  # [targets, sources] cosine similarities
@@ -362,7 +459,7 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
     return out
 
 
-def _continue_border_residual(acc: np.ndarray, residual: np.ndarray, hole: np.ndarray, up: _Upsampler,
+def _continue_border_residual(acc: np.ndarray, residual: np.ndarray, hole: np.ndarray, up: _FillBase,
                               bbox: tuple[int, int, int, int], sigma: float) -> None:
     """In place on ``acc`` (base + aggregated residual over ``bbox``): near the hole's border, blend
     the aggregated residual towards the known residual next to it (normalised convolution).

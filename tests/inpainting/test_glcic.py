@@ -323,3 +323,25 @@ def test_inpaint_cli_glcic(tmp_path, default_glcic):
         args = parser.parse_args([*base[:-3], "--method", "telea", "--out", str(tmp_path / "e.png"), *extra])
         with pytest.raises(ValueError, match="only apply to --method glcic and glcic-refine"):
             args.func(args)
+
+
+def test_discriminator_is_saved_in_float16_and_starts_a_new_run(faces_dir, tmp_path):
+    from ganbrush_core.training import TrainError
+    from inpainting.glcic_checkpoints import load_discriminator, save_discriminator
+    from inpainting.glcic_train import DISCRIMINATOR_FILE
+
+    cfg = GlcicTrainConfig(**{**TINY, "phase1_steps": 0, "phase2_steps": 3})
+    first = train_glcic(cfg, GlcicFaces(faces_dir), tmp_path / "a", steps=3, progress=False)
+    saved = tmp_path / "a" / DISCRIMINATOR_FILE
+    D = load_discriminator(saved)
+    for k, v in D.state_dict().items():
+        want = first.D.state_dict()[k]
+        assert torch.equal(v, want.half().float() if want.is_floating_point() else want), k
+    second = train_glcic(GlcicTrainConfig(**{**cfg.to_dict(), "init_discriminator": str(saved)}),
+                         GlcicFaces(faces_dir), tmp_path / "b", steps=0, progress=False)
+    assert all(torch.equal(v, D.state_dict()[k]) for k, v in second.D.state_dict().items())
+    other = save_discriminator(ContextDiscriminator(RES, channels=8, features=32), tmp_path / "other.safetensors")
+    with pytest.raises(TrainError, match="other sizes than this run's"):
+        second.start_discriminator_from(other)
+    with pytest.raises(CheckpointError, match="not a GLCIC context discriminator"):
+        load_discriminator(tmp_path / "a" / WEIGHTS_FILE)
