@@ -5,10 +5,11 @@ An inpainter fills the hole at low resolution (64 px for the shipped models) whi
 0.3-50 MP. Upsampling the low fill alone leaves a blurry patch in a sharp photo. Here the missing
 high frequencies are borrowed from the photo itself:
 
-1. ``C``: the native photo with the hole replaced by ``up(low_fill)``; its high-pass residual
-   ``R = C - lowpass(C)`` (a Gaussian at the low resolution's scale) holds the detail the low
-   resolution cannot carry (the hole's own residual is close to 0: ``up(low_fill)`` is smooth, and
-   the hole's unknown content is never read).
+1. The known pixels' high-pass residual ``R = image - lowpass(image)``, the low-pass a Gaussian
+   at the low resolution's scale over the known pixels alone (normalised convolution), holds the
+   detail the low resolution cannot carry; it is 0 in the hole, whose content is never read, and
+   the fill never enters it (a fill darker than the photo would otherwise leave a light halo in
+   the known residual next to the border, carried into the hole as a frame).
 2. The frame is cut into square cells (``patch_grid`` along the longer side). Every cell is
    described by its neighbourhood in the LOW-resolution completed image (``low_fill``), so the
    hole cells are described by what the inpainter put there.
@@ -21,6 +22,11 @@ high frequencies are borrowed from the photo itself:
    histogram-preserving blending for zero-mean signals), and added to ``up(low_fill)``.
 5. Within ~1.5 px of the hole's border the known pixels' own residual, spread inward, takes over
    (thin strokes are mostly border). Pixels outside the hole are the input's, bit for bit.
+6. The base ``up(low_fill)`` is brought to the photo's level at the hole's border: every low pixel
+   the hole touches was regenerated, so along the native border the fill is a guess beside the
+   photo's own pixels, a tonal step around the whole region. Their mismatch, measured on the
+   known pixels next to the border, is continued into the hole (a membrane) and faded out over
+   0.5-2 low pixels, so the inpainter's tones inside are kept.
 
 Conventions (edge-of-API, like files and the pipeline's faces): images are uint8 ``[H, W, 3]`` RGB;
 masks bool ``[H, W]`` with **True = hole** (regenerate), the polarity of every ganbrush mask.
@@ -357,7 +363,8 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
     inpainter's output on the image downsampled so that every low pixel touching the hole is a hole.
 
     Returns uint8 ``[H, W, 3]``: ``image`` bit-identical outside ``mask``; inside it, the bicubic
-    upsampling of ``low_fill`` plus high-frequency residual aggregated from the known regions.
+    upsampling of ``low_fill`` (brought to the photo's level along the hole's border, fading out
+    within 2 low pixels) plus high-frequency residual aggregated from the known regions.
     An empty mask returns a copy of ``image``; a frame without known cells to borrow detail from
     (e.g. a mask over everything) gets the upsampled fill alone.
 

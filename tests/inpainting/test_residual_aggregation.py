@@ -144,6 +144,41 @@ def test_real_faces_are_no_worse_than_plain_upsampling(face_data_root: Path) -> 
     assert sharp["plain"] < 0.2 * sharp["truth"] < sharp["ours"]
 
 
+def _border_bands(image: np.ndarray, mask: np.ndarray, width: int = 3) -> tuple[float, float, float]:
+    """Grey means of the ``width`` px just inside and just outside the hole's border, and of the
+    hole more than 30 px from it."""
+    grey = image.astype(np.float32).mean(axis=2)
+    m8 = mask.astype(np.uint8)
+    ring = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    inner = mask & ~cv2.erode(m8, ring).astype(bool)
+    outer = cv2.dilate(m8, ring).astype(bool) & ~mask
+    deep = cv2.erode(m8, np.ones((61, 61), np.uint8)).astype(bool)
+    return float(grey[inner].mean()), float(grey[outer].mean()), float(grey[deep].mean())
+
+
+@pytest.mark.parametrize("offset", [-20, 20])
+def test_no_tonal_frame_around_the_fill(offset: int) -> None:
+    """An inpainter whose tone is ``offset`` off inside its (low) hole, on a flat textured photo:
+    along the native border the fill meets the photo (before the fix a step of about
+    ``0.8 * offset`` plus a rim of the opposite tone: the frame users saw around regenerated
+    regions), and more than a few low pixels in it keeps the inpainter's tone."""
+    rng = np.random.default_rng(0)
+    noise = cv2.GaussianBlur(rng.normal(0, 12, (480, 640)).astype(np.float32), (0, 0), 0.8)
+    image = np.clip(120 + noise[..., None] * np.array([1.0, 0.9, 0.8]), 0, 255).astype(np.uint8)
+    mask = np.zeros((480, 640), np.uint8)  # a tilted rectangle, as a face's region lands in a photo
+    cv2.fillPoly(mask, [cv2.boxPoints(((322, 240), (260, 170), 17.0)).astype(np.int32)], 1)
+    mask = mask.astype(bool)
+
+    def tinted(low: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
+        return np.clip(low.astype(np.float32) + offset * low_mask[..., None], 0, 255)
+
+    out = inpaint_native(image, mask, tinted, low_size=64)
+    assert np.array_equal(out[~mask], image[~mask])
+    inner, outer, deep = _border_bands(out, mask)
+    assert abs(inner - outer) < 6, f"a step of {inner - outer:+.1f} grey levels across the border"
+    assert abs(deep - (120 + offset)) < 2
+
+
 def test_inpaint_native_composes_a_low_resolution_inpainter() -> None:
     image = _texture(150, 210)
     mask = np.zeros(image.shape[:2], bool)
