@@ -525,8 +525,9 @@ class App:
         session = self._need(workspace, "inversion")
         mask = self._mask(session, brush)
         edges = None
-        # The drawn edges only belong to the mask they were predicted for.
-        if session.edges is not None and session.mask is not None and np.array_equal(session.mask, mask):
+        # The drawn edges only belong to the mask they were predicted for, and only EdgeConnect draws with them.
+        if (InpaintMethod(method) is InpaintMethod.EDGECONNECT and session.edges is not None
+                and session.mask is not None and np.array_equal(session.mask, mask)):
             edges = session.edges
             if edges_value and edges_value.get("composite") is not None:
                 composite = np.asarray(edges_value["composite"])[..., :3].astype(np.float32).mean(axis=2) / 255

@@ -198,6 +198,10 @@ def test_steps_share_the_session_state(client, direction, tmp_path):
     _, _, _, without = client.predict(painted, {"background": shown, "layers": [], "composite": erased, "id": None},
                                       "edgeconnect", api_name="/regenerate")
     assert not np.array_equal(read(without), read(regenerated))
+    # Another method fills the same stroke without the edges (it has no use for them) instead of refusing.
+    _, _, _, classical = client.predict(painted, {"background": shown, "layers": [], "composite": shown, "id": None},
+                                        "biharmonic", api_name="/regenerate")
+    assert not np.array_equal(read(classical), read(regenerated))
     # The saved inversion loads back in the same session.
     reloaded = client.predict(0, handle_file(npz), api_name="/load_inversion")
     np.testing.assert_array_equal(read(reloaded[1]), read(recon))
