@@ -65,6 +65,7 @@ from ganbrush_core.checks import check_int  # noqa: E402
 from ganbrush_core.devices import DeviceError, add_device_argument, module_device, resolve_device  # noqa: E402
 from ganbrush_core.images import to_uint8, uint8_to_float  # noqa: E402
 from inpainting import Method as InpaintMethod  # noqa: E402
+from inpainting import default_method as default_inpaint_method  # noqa: E402
 from inpainting import ready_methods as ready_inpaint_methods  # noqa: E402
 from inversion import METHODS, AlignedFace, Face, Inversion, PhotoError, align_face, load_photo  # noqa: E402
 from inversion.align import pick_face  # noqa: E402
@@ -460,7 +461,7 @@ class App:
 
     def _render(self, session: Session, rendering: str, face: np.ndarray | None = None,
                 mask: np.ndarray | None = None, edges: np.ndarray | None = None,
-                inpaint_method: str = InpaintMethod.EDGECONNECT.value) -> pipe.NativeRender:
+                inpaint_method: str | None = None) -> pipe.NativeRender:
         """The photo with the session's edit (and ``mask`` regenerated), as ``rendering`` says:
         ``generator`` pastes ``face`` (the generator-resolution face), the others render at the
         photo's own resolution."""
@@ -707,8 +708,8 @@ class App:
             with gr.Row():
                 # Only methods whose weights this installation has.
                 inpaint_method = gr.Dropdown([m.value for m in ready_inpaint_methods()],
-                                             value=InpaintMethod.EDGECONNECT.value,
-                                             label="Inpainting method")
+                                             value=default_inpaint_method().value,
+                                             label="Inpainting method (the edges are edgeconnect's)")
                 edges_btn = gr.Button("Predict edges", elem_id="predict-edges")
                 regen_btn = gr.Button("Regenerate", variant="primary", elem_id="regenerate")
             gr.Markdown("## Result")

@@ -41,6 +41,7 @@ from ganbrush_core.io import check_output, write_all
 from ganbrush_core.masks import read_mask
 from inpainting import GLCIC_METHODS, inpaint, predict_edges
 from inpainting import Method as InpaintMethod
+from inpainting import default_method as default_inpaint_method
 from inpainting import ready_methods as ready_inpaint_methods
 from inpainting.residual_aggregation import inpaint_native
 from inversion import AlignedFace, Face, Inversion, NoFaceError, align_face, detect_faces, invert, paste_back
@@ -104,7 +105,7 @@ class PipelineOptions:
     steps: int | None = None
     inversion: Inversion | str | os.PathLike | None = None
     feather: float = 0.1
-    inpaint_method: str = InpaintMethod.EDGECONNECT.value
+    inpaint_method: str = field(default_factory=lambda: default_inpaint_method().value)
     directions_files: Sequence[str | os.PathLike] = ()
     seed: int = 0
     render: Rendering | str = Rendering.NATIVE
@@ -299,10 +300,11 @@ def face_edges(face: np.ndarray, mask: np.ndarray, device: str | torch.device | 
 
 
 def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = None,
-                 method: str = InpaintMethod.EDGECONNECT.value, device: str | torch.device | None = None
+                 method: str | None = None, device: str | torch.device | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Regenerate the masked region of ``face`` (uint8 ``[r, r, 3]``; ``mask`` bool ``[r, r]``,
-    True = regenerate). ``edges`` (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
+    True = regenerate) with ``method`` (``None``: :func:`inpainting.default_method`). ``edges``
+    (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
     predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
     unchanged) and the edge map used (``None`` for the classical methods). A mask that marks
     nothing, or nearly the whole face, is refused (:func:`check_face_mask`). EdgeConnect and GLCIC run on
@@ -312,7 +314,7 @@ def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = 
         raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
                             f"{face.shape[0]}; draw the mask on the face")
     check_aligned_mask(m)
-    return _inpaint_face(face, m, edges, method, device)
+    return _inpaint_face(face, m, edges, method or default_inpaint_method().value, device)
 
 
 def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, method: str,
@@ -370,7 +372,7 @@ class NativeRender:
 
 def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch.Tensor, edited: torch.Tensor,
                   mask: np.ndarray | str | os.PathLike | None = None, edges: np.ndarray | None = None,
-                  inpaint_method: str = InpaintMethod.EDGECONNECT.value,
+                  inpaint_method: str | None = None,
                   rendering: Rendering | str = Rendering.NATIVE, feather: float = 0.1,
                   device: str | torch.device | None = None) -> NativeRender:
     """The result at the photo's own resolution.
@@ -401,7 +403,8 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
 
     def inpaint_low(image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
         user_edges = edges if edges is not None and np.shape(edges) == low_mask.shape else None
-        low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges, inpaint_method, device)
+        low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges,
+                                                  inpaint_method or default_inpaint_method().value, device)
         return low["face"]
 
     filled = inpaint_native(native.image, hole, inpaint_low, low_size=aligned.res)
@@ -505,8 +508,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
                    help="extra directions file (from `ganbrush directions`; repeatable)")
     p.add_argument("--mask", default=None, help="mask image, white = regenerate (photo size or aligned face size)")
-    p.add_argument("--inpaint-method", default=InpaintMethod.EDGECONNECT.value,  # methods with shipped weights
-                   choices=[m.value for m in ready_inpaint_methods()])
+    p.add_argument("--inpaint-method", default=default_inpaint_method().value,  # methods with shipped weights
+                   choices=[m.value for m in ready_inpaint_methods()],
+                   help=f"how a --mask region is filled at 64 px (default {default_inpaint_method().value}: the "
+                        "best measured method this installation has)")
     p.add_argument("--face", type=int, default=0, help="which face, 0 = the largest")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     p.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")

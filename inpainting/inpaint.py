@@ -50,6 +50,13 @@ def ready_methods() -> list[Method]:
     return [m for m in Method if m not in GLCIC_METHODS or has_default_glcic(GLCIC_METHODS[m])]
 
 
+def default_method() -> Method:
+    """The method the pipeline and the app use unless told otherwise: the best measured one this
+    installation has (README, the inpainting table): glcic-refine where its weights are shipped,
+    else EdgeConnect."""
+    return Method.GLCIC_REFINE if Method.GLCIC_REFINE in ready_methods() else Method.EDGECONNECT
+
+
 @dataclass
 class InpaintResult:
     """``image``: the composited result ``[N, 3, H, W]`` in [-1, 1]; ``edges``: the edge map the

@@ -15,6 +15,7 @@ from inpainting import (
     GlcicConfig,
     Method,
     Prefill,
+    default_method,
     glcic_checkpoints,
     glcic_inpaint,
     inpaint,
@@ -81,11 +82,11 @@ def test_default_refine_weights_missing_or_present(monkeypatch, tmp_path):
     glcic_inpaint._default_model.cache_clear()
     image, mask = _face_like(1)
     try:
-        assert Method.GLCIC_REFINE not in ready_methods()
+        assert Method.GLCIC_REFINE not in ready_methods() and default_method() is Method.EDGECONNECT
         with pytest.raises(CheckpointError, match=r"\(biharmonic prefill\) is missing.*--glcic-weights"):
             inpaint(image, mask, method="glcic-refine")
         save_glcic(CompletionNetwork(REFINE).eval(), tmp_path / "glcic64-refine.safetensors")
-        assert Method.GLCIC_REFINE in ready_methods()
+        assert Method.GLCIC_REFINE in ready_methods() and default_method() is Method.GLCIC_REFINE
         out = inpaint(image, mask, method="glcic-refine", poisson=False).image
         assert torch.allclose(out, inpaint_biharmonic(image, mask), atol=1e-5)
     finally:
@@ -138,3 +139,18 @@ def test_cli_trains_the_variant(faces_dir, tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["prefill"] == "biharmonic" and config["init_weights"] == str(source)
     assert load_glcic(out / WEIGHTS_FILE).cfg.residual
+
+
+def test_weights_file_gets_measured_batch_norm_statistics(faces_dir, tmp_path):
+    """The saved network's batch norms hold statistics measured on the fixed calibration batches
+    with its final weights; the training network keeps its own running averages."""
+    cfg = GlcicTrainConfig(**{**PRESETS["tiny"], "phase1_steps": 3, "phase2_steps": 0})
+    trainer = train_glcic(cfg, GlcicFaces(faces_dir), tmp_path / "run", steps=3, progress=False)
+    saved = load_glcic(tmp_path / "run" / WEIGHTS_FILE)
+    own, theirs = trainer.G.state_dict(), saved.state_dict()
+    assert all(torch.equal(own[k], theirs[k]) for k in own if "running" not in k and "num_batches" not in k)
+    assert not torch.equal(own["blocks.0.norm.running_mean"], theirs["blocks.0.norm.running_mean"])
+    with torch.no_grad():
+        first = torch.cat([saved.blocks[0].act(saved.blocks[0].conv(saved.inputs(*b)))
+                           for b in trainer.calibration_batches()])
+    assert torch.allclose(theirs["blocks.0.norm.running_mean"], first.mean((0, 2, 3)), atol=1e-5)
