@@ -1,5 +1,5 @@
-"""Compare the learned inpainters (EdgeConnect, GLCIC with and without Poisson blending) with the
-classical ones on held-out faces x irregular-mask bins.
+"""Compare the learned inpainters (EdgeConnect; GLCIC and ganbrush's glcic-refine variant, each with
+and without Poisson blending) with the classical ones on held-out faces x irregular-mask bins.
 
 A thin caller of :mod:`ganbrush_compare.inpainting` (``ganbrush compare inpainting`` runs the
 same protocol on any images, with irregular-mask bins or one's own masks). Protocol: the first

@@ -5,7 +5,7 @@ Protocol: the first ``--num`` held-out UTKFace faces (every file whose index in 
 divisible by 20), unframed, at 200 px x the irregular-12k bins 10-20% ... 50-60% with the fixed
 pairing of benchmarks/inpainting.py (seed 0; masks resized to 200 px with nearest neighbour). Each
 face is area-downsampled to 64 px (every 64 px pixel touching the hole is a hole), filled there by
-biharmonic, EdgeConnect and GLCIC (``inpainting.inpaint``), and brought back to 200 px by (a) bicubic
+biharmonic, EdgeConnect, GLCIC and glcic-refine (``inpainting.inpaint``), and brought back to 200 px by (a) bicubic
 upsampling of the fill, (b) the same plus residual aggregation; known pixels are the photo's.
 
 Per bin, method and upscaling, over the whole 200 px image: L1 (on [0, 1]), PSNR, SSIM, LPIPS (VGG)
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=10, help="faces per bin (default 10)")
     parser.add_argument("--bins", default=",".join(map(str, DEFAULT_BINS)),
                         help="irregular-12k bins, 1 = 10-20%% ... 5 = 50-60%% (default 1-5)")
-    parser.add_argument("--methods", default="biharmonic,edgeconnect,glcic", help="64 px inpainters")
+    parser.add_argument("--methods", default="biharmonic,edgeconnect,glcic,glcic-refine", help="64 px inpainters")
     parser.add_argument("--seed", type=int, default=0, help="face-mask pairing seed (the protocol uses 0)")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per size (median)")
