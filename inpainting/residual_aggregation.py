@@ -17,8 +17,12 @@ high frequencies are borrowed from the photo itself:
    ``top_k`` most similar sources (cosine similarity minus a small distance penalty, softmax
    with ``temperature``).
 4. A hole cell's residual is the attention-weighted sum of the sources' native residual windows
-   (2x the cell, overlapping), rescaled to the sources' energy (averaging unrelated textures
-   cancels them), overlap-added with a variance-preserving window (Heitz & Neyret's
+   (2x the cell, overlapping), each made zero-mean under the blending window (no level of its
+   own: no cell-sized blotches) and scaled down to the detail the photo carries at the hole
+   cell's low-resolution contrast (a fitted ``residual RMS ~ a + b * contrast``: cosine
+   similarity ignores magnitude, and a faint fill would otherwise get eyelashes or lip creases
+   at full strength, repeated cell after cell), rescaled to the sources' energy (averaging
+   unrelated textures cancels them), overlap-added with a variance-preserving window (Heitz & Neyret's
    histogram-preserving blending for zero-mean signals), and added to ``up(low_fill)``.
 5. Within ~1.5 px of the hole's border the known pixels' own residual, spread inward, takes over
    (thin strokes are mostly border). Pixels outside the hole are the input's, bit for bit.
@@ -71,6 +75,9 @@ _LEVEL_FADE = (0.5, 2.0)
 # The mismatch is smoothed along the border over a Gaussian of this many LOW pixels (the photo's
 # texture averages out; the level stays local).
 _LEVEL_SMOOTH = 0.25
+# Below this spread of the source cells' low-resolution contrast (grey levels) the photo shows no
+# relation between structure and fine detail to fit; borrowed residuals keep their amplitude.
+_MIN_CONTRAST_SPREAD = 1.0
 
 
 # -- input checks -------------------------------------------------------------------------------------
@@ -211,10 +218,13 @@ def _known_fraction(mask: np.ndarray, canon_y: np.ndarray, canon_x: np.ndarray, 
     return 1.0 - holes / float(size_y * size_x)
 
 
-def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, nx: int, samples: int) -> np.ndarray:
-    """``[ny * nx, samples * samples * 3]`` descriptors: each cell's 2-cell neighbourhood sampled on
-    a ``samples`` grid of the low-resolution completed image, centred on the image's mean colour
-    and L2-normalised (so a dot product is the cosine similarity: colour and structure both count)."""
+def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, nx: int, samples: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``([ny * nx, samples * samples * 3], [ny * nx])``: descriptors of each cell's 2-cell
+    neighbourhood sampled on a ``samples`` grid of the low-resolution completed image, centred on
+    the image's mean colour and L2-normalised (so a dot product is the cosine similarity: colour and
+    structure both count), and the neighbourhood's low-resolution contrast (RMS about its own mean
+    colour, grey levels), which the normalisation hides."""
     h, w = low.shape[:2]
     H, W = full
 
@@ -229,10 +239,34 @@ def _cell_features(low: np.ndarray, full: tuple[int, int], cell: int, ny: int, n
     map_x = np.broadcast_to(xs[None, :], (ys.size, xs.size)).copy()
     map_y = np.broadcast_to(ys[:, None], (ys.size, xs.size)).copy()
     sampled = cv2.remap(low, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    feats = sampled.reshape(ny, samples, nx, samples, 3).transpose(0, 2, 1, 3, 4).reshape(ny * nx, -1)
-    feats = feats - np.tile(low.reshape(-1, 3).mean(0), samples * samples)[None, :]
+    cells = sampled.reshape(ny, samples, nx, samples, 3).transpose(0, 2, 1, 3, 4).reshape(ny * nx, -1, 3)
+    contrast = np.sqrt(np.mean((cells - cells.mean(axis=1, keepdims=True)) ** 2, axis=(1, 2)))
+    feats = (cells - low.reshape(-1, 3).mean(0)).reshape(ny * nx, -1)
     norm = np.linalg.norm(feats, axis=1, keepdims=True)
-    return feats / np.maximum(norm, 1e-6)
+    return feats / np.maximum(norm, 1e-6), contrast
+
+
+def _window_rms(residual: np.ndarray, canon_y: np.ndarray, canon_x: np.ndarray, size_y: int, size_x: int
+                ) -> np.ndarray:
+    """``[ny, nx]`` RMS of ``residual`` (``[H, W, 3]``) over every canonical source window."""
+    ii = cv2.integral(np.einsum("ijc,ijc->ij", residual, residual))
+    y0, x0 = canon_y[:, None], canon_x[None, :]
+    total = ii[y0 + size_y, x0 + size_x] - ii[y0, x0 + size_x] - ii[y0 + size_y, x0] + ii[y0, x0]
+    return np.sqrt(np.maximum(total, 0.0) / (3.0 * size_y * size_x))
+
+
+def _detail_for_contrast(contrast: np.ndarray, rms: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of the photo's own relation ``residual RMS ~ a + b * contrast`` over its source
+    cells (least squares; ``b >= 0``, ``a > 0``): how much fine detail comes with how much
+    low-resolution structure. Where the sources' contrasts barely differ there is nothing to fit
+    and ``b = 0`` (every source keeps its amplitude)."""
+    if contrast.size < 2 or float(np.std(contrast)) < _MIN_CONTRAST_SPREAD:
+        return max(float(np.mean(rms)), 1e-3), 0.0
+    design = np.stack([np.ones_like(contrast), contrast], axis=1).astype(np.float64)
+    (a, b), *_ = np.linalg.lstsq(design, rms.astype(np.float64), rcond=None)
+    b = max(float(b), 0.0)
+    a = float(np.mean(rms) - b * np.mean(contrast)) if b == 0.0 else float(a)
+    return max(a, 1e-3), b
 
 
 def _known_means(image: np.ndarray, mask: np.ndarray, low_shape: tuple[int, int]) -> np.ndarray:
@@ -413,7 +447,17 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
     source_ids = np.flatnonzero(known.reshape(-1) >= min_known)
     if source_ids.size:
         residual = _native_residual(image, hole, means, low.shape[:2])
-        feats = _cell_features(low, (H, W), cell, ny, nx, samples)
+        feats, contrast = _cell_features(low, (H, W), cell, ny, nx, samples)
+        # Cosine similarity ignores magnitude: a faintly structured fill matches the eyelashes, a
+        # lip crease or the jaw's outline as well as it matches skin, and their detail copied at
+        # full strength shows as a repeated, text-like pattern. A source's residual is scaled to
+        # the detail this photo carries at the target's low-resolution contrast (never up).
+        a, b = _detail_for_contrast(contrast[source_ids], _window_rms(residual, canon_y, canon_x, int(size_y[0]),
+                                                                      int(size_x[0])).reshape(-1)[source_ids])
+        # A fill smoother than the photo's typical cell (a biharmonic fill, a blurry network) is not
+        # evidence of less detail, so targets are credited at least the median source's contrast.
+        expected = a + b * np.maximum(contrast, np.median(contrast[source_ids]))
+        expected[source_ids] = a + b * contrast[source_ids]
         target_ids = ty * nx + tx
         sims = feats[target_ids] @ feats[source_ids].T  # [targets, sources] cosine similarities
         if distance_weight > 0:
@@ -425,7 +469,8 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
         sims[target_ids[:, None] == source_ids[None, :]] = -np.inf  # a cell never copies itself
         k = min(top_k, source_ids.size)
         kernel_y, kernel_x = _window_kernel(cell), _window_kernel(cell)
-        energy_cache: dict[int, float] = {}
+        # (source, window offset and shape) -> (window-weighted mean, energy about it).
+        stats_cache: dict[tuple[int, int, int, int, int], tuple[np.ndarray, float]] = {}
         for t, (cy, cx) in enumerate(zip(ty, tx)):
             row = sims[t]
             if not np.isfinite(row).any():
@@ -439,23 +484,36 @@ def upscale_fill(image: np.ndarray, mask: np.ndarray, low_fill: np.ndarray, *, p
             ay, ax = int(start_y[cy]), int(start_x[cx])
             ly, hy = max(ay, 0), min(ay + 2 * cell, H)
             lx, hx = max(ax, 0), min(ax + 2 * cell, W)
+            win = kernel_y[ly - ay:hy - ay, None] * kernel_x[None, lx - ax:hx - ax]
             agg = np.zeros((hy - ly, hx - lx, 3), np.float32)
+            level = np.zeros(3)
             energy = 0.0
             for s, wgt in zip(source_ids[top], weights):
                 sy, sx = divmod(int(s), nx)
                 patch = _source_patch(residual, (int(start_y[sy]), int(start_x[sx])),
                                       (int(canon_y[sy]), int(canon_x[sx])), (int(size_y[0]), int(size_x[0])),
                                       (ly - ay, lx - ax), (hy - ly, hx - lx))
-                agg += wgt * patch
-                if s not in energy_cache:
-                    energy_cache[int(s)] = float(np.mean(patch.astype(np.float64) ** 2))
-                energy += wgt * energy_cache[int(s)]
+                key = (int(s), ly - ay, lx - ax, hy - ly, hx - lx)
+                if key not in stats_cache:
+                    # A residual window is zero-mean only on average (a window beside an edge
+                    # keeps part of the edge's step); its level would add to the fill's tones, by
+                    # up to twice over where the windows overlap: cell-sized blotches. Removed
+                    # under the blending window, so what is added has no level of its own.
+                    mean = np.tensordot(win, patch, axes=([0, 1], [0, 1])) / float(win.sum())
+                    square = np.einsum("ijc,ijc->c", patch, patch, dtype=np.float64) / (patch.size // 3)
+                    plain = patch.mean(axis=(0, 1), dtype=np.float64)
+                    stats_cache[key] = mean, float(np.mean(square - 2 * mean * plain + mean * mean))
+                mean, patch_energy = stats_cache[key]
+                amp = min(1.0, float(expected[cy * nx + cx] / expected[s]))
+                agg += (wgt * amp) * patch
+                level += (wgt * amp) * mean
+                energy += wgt * amp * amp * patch_energy
+            agg -= level.astype(np.float32)
             # Averaging unrelated residuals cancels them; give back the sources' energy (capped,
             # since coherent sources do not cancel and must not be amplified).
             actual = float(np.mean(agg.astype(np.float64) ** 2))
             gain = min(max_gain, math.sqrt(energy / actual)) if actual > 1e-12 else 1.0
             gain = max(gain, 1.0)
-            win = kernel_y[ly - ay:hy - ay, None] * kernel_x[None, lx - ax:hx - ax]
             acc[ly - by0:hy - by0, lx - bx0:hx - bx0] += (gain * win)[..., None] * agg
         if border_sigma > 0:
             _continue_border_residual(acc, residual, hole, up, (by0, by1, bx0, bx1), border_sigma)
