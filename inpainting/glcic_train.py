@@ -264,12 +264,13 @@ class GlcicTrainer(Trainable):
         self.data, self._data_state = None, state.get("data")
 
     def start_from(self, path: str | os.PathLike) -> None:
-        """Copy a completion network's weights into G (a new run's start). A residual G keeps its
-        zero last layer, so it starts exactly at its prefill; the widths must match."""
-        source = load_glcic(path).state_dict()
-        own = self.G.state_dict()
+        """Copy a completion network's weights into G (a new run's start). A residual G started
+        from the paper's network keeps its zero last layer, so it starts exactly at its prefill;
+        from a residual network it takes everything. The widths must match."""
+        net = load_glcic(path)
+        source, own = net.state_dict(), self.G.state_dict()
         last = f"blocks.{len(self.G.blocks) - 1}."
-        keep = {k for k in own if self.G.cfg.residual and k.startswith(last)}
+        keep = {k for k in own if self.G.cfg.residual and not net.cfg.residual and k.startswith(last)}
         wrong = [k for k in own if k not in keep and (k not in source or source[k].shape != own[k].shape)]
         if wrong:
             raise TrainError(f"{path}: not a completion network of width {self.cfg.channels} ({wrong[0]})")

@@ -122,6 +122,8 @@ def test_training_starts_from_a_glcic_network_and_learns_a_correction(faces_dir,
     got = fresh.G.state_dict()
     assert all(torch.equal(got[k], theirs[k]) for k in got if not k.startswith(last.rsplit(".", 2)[0]))
     assert got[last].abs().sum() == 0
+    fresh.start_from(tmp_path / "run" / WEIGHTS_FILE)  # a residual network continues as it is, last layer too
+    assert torch.equal(fresh.G.state_dict()[last], own[last])
     wide = save_glcic(CompletionNetwork(GlcicConfig(channels=8)).eval(), tmp_path / "wide.safetensors")
     with pytest.raises(TrainError, match="not a completion network of width 4"):
         fresh.start_from(wide)
