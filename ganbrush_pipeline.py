@@ -105,7 +105,7 @@ class PipelineOptions:
     steps: int | None = None
     inversion: Inversion | str | os.PathLike | None = None
     feather: float = 0.1
-    inpaint_method: str = field(default_factory=lambda: default_inpaint_method().value)
+    inpaint_method: str | None = None  # None: see inpaint_method_for
     directions_files: Sequence[str | os.PathLike] = ()
     seed: int = 0
     render: Rendering | str = Rendering.NATIVE
@@ -299,11 +299,19 @@ def face_edges(face: np.ndarray, mask: np.ndarray, device: str | torch.device | 
     return predict_edges(face_tensor(face), m, device=device)[0, 0].numpy()
 
 
+def inpaint_method_for(method: str | None, edges: np.ndarray | None) -> str:
+    """``method``, or when none is named: EdgeConnect for drawn ``edges`` (the only method that
+    uses them), else :func:`inpainting.default_method`."""
+    if method is not None:
+        return method
+    return InpaintMethod.EDGECONNECT.value if edges is not None else default_inpaint_method().value
+
+
 def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = None,
                  method: str | None = None, device: str | torch.device | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Regenerate the masked region of ``face`` (uint8 ``[r, r, 3]``; ``mask`` bool ``[r, r]``,
-    True = regenerate) with ``method`` (``None``: :func:`inpainting.default_method`). ``edges``
+    True = regenerate) with ``method`` (``None``: :func:`inpaint_method_for`). ``edges``
     (EdgeConnect only, float ``[r, r]`` in [0, 1]) replace the
     predicted edges inside the mask. Returns the new face (uint8; pixels outside the mask
     unchanged) and the edge map used (``None`` for the classical methods). A mask that marks
@@ -314,7 +322,7 @@ def inpaint_face(face: np.ndarray, mask: np.ndarray, edges: np.ndarray | None = 
         raise PipelineError(f"the mask is {m.shape[1]}x{m.shape[0]} px but the face is {face.shape[1]}x"
                             f"{face.shape[0]}; draw the mask on the face")
     check_aligned_mask(m)
-    return _inpaint_face(face, m, edges, method or default_inpaint_method().value, device)
+    return _inpaint_face(face, m, edges, inpaint_method_for(method, edges), device)
 
 
 def _inpaint_face(face: np.ndarray, m: np.ndarray, edges: np.ndarray | None, method: str,
@@ -404,7 +412,7 @@ def render_native(photo: np.ndarray, aligned: AlignedFace, reconstruction: torch
     def inpaint_low(image: np.ndarray, low_mask: np.ndarray) -> np.ndarray:
         user_edges = edges if edges is not None and np.shape(edges) == low_mask.shape else None
         low["face"], low["edges"] = _inpaint_face(image, low_mask, user_edges,
-                                                  inpaint_method or default_inpaint_method().value, device)
+                                                  inpaint_method_for(inpaint_method, user_edges), device)
         return low["face"]
 
     filled = inpaint_native(native.image, hole, inpaint_low, low_size=aligned.res)
@@ -432,7 +440,8 @@ def check_options(options: PipelineOptions) -> tuple[Edit, ...]:
     if isinstance(options.face, bool) or not isinstance(options.face, (int, np.integer)) or options.face < 0:
         raise PipelineError(f"face must be 0 or more (0 = the largest face), got {options.face!r}")
     Rendering(options.render)
-    InpaintMethod(options.inpaint_method)
+    if options.inpaint_method is not None:
+        InpaintMethod(options.inpaint_method)
     if options.device is not None:
         resolve_device(options.device)
     return plan
@@ -508,7 +517,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", action="append", default=[], metavar="FILE.npz",
                    help="extra directions file (from `ganbrush directions`; repeatable)")
     p.add_argument("--mask", default=None, help="mask image, white = regenerate (photo size or aligned face size)")
-    p.add_argument("--inpaint-method", default=default_inpaint_method().value,  # methods with shipped weights
+    p.add_argument("--inpaint-method", default=None,  # methods with shipped weights
                    choices=[m.value for m in ready_inpaint_methods()],
                    help=f"how a --mask region is filled at 64 px (default {default_inpaint_method().value}: the "
                         "best measured method this installation has)")

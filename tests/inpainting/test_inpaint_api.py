@@ -110,6 +110,7 @@ def test_bad_inputs_are_clear_errors(oracle_and_model):
 
 
 def test_registry_names():
-    assert {m.value for m in METHODS} == {"edgeconnect", "telea", "ns", "biharmonic", "patchmatch", "glcic"}
+    assert {m.value for m in METHODS} == {"edgeconnect", "telea", "ns", "biharmonic", "patchmatch", "glcic",
+                                             "glcic-refine"}
     assert set(METHODS) == set(Method)
     assert Method("ns") is Method.NS

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import ganbrush_pipeline as pipe
+import inpainting
 from ganbrush_core.paths import data_root
 from inversion import NoFaceError, load_photo
 from stylegan_ops import load_generator
@@ -86,15 +87,18 @@ def test_inpaint_keeps_the_outside_and_follows_user_edges(edited):
     mask[36:52, 16:48] = True
     predicted = pipe.face_edges(face, mask)
     assert predicted.shape == mask.shape and 0 <= predicted.min() and predicted.max() <= 1
-    out, used = pipe.inpaint_face(face, mask)
+    out, used = pipe.inpaint_face(face, mask, method="edgeconnect")
     np.testing.assert_array_equal(out[~mask], face[~mask])
     assert (out[mask] != face[mask]).any()
     np.testing.assert_allclose(used[mask], predicted[mask], atol=1e-6)
     drawn = np.zeros_like(predicted)
     drawn[44, 10:54] = 1  # a line the user drew across the hole
-    steered, used2 = pipe.inpaint_face(face, mask, drawn)
+    steered, used2 = pipe.inpaint_face(face, mask, drawn)  # drawn edges: EdgeConnect without being named
     np.testing.assert_array_equal(used2[mask], drawn[mask])
     assert (steered[mask] != out[mask]).any()
+    default, none = pipe.inpaint_face(face, mask)  # the installation's default method, which has no edges
+    assert none is None and pipe.inpaint_method_for(None, None) == inpainting.default_method().value
+    np.testing.assert_array_equal(default[~mask], face[~mask])
 
 
 def test_user_errors(G, photo, edited):
