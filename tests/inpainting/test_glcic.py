@@ -35,19 +35,6 @@ RES = 32
 TINY = PRESETS["tiny"]
 
 
-@pytest.fixture(scope="module")
-def faces_dir(tmp_path_factory):
-    """A packed train folder (as `ganbrush data faces` writes it) of smooth random images."""
-    out = tmp_path_factory.mktemp("glcic") / "faces"
-    out.mkdir()
-    rng = np.random.default_rng(0)
-    coarse = rng.integers(0, 256, (12, 4, 4, 3)).astype(np.float32)
-    images = np.stack([np.kron(c, np.ones((RES // 4, RES // 4, 1))) for c in coarse]).astype(np.uint8)
-    np.save(out / "images.npy", images)
-    (out / "meta.json").write_text(json.dumps({"format": "ganbrush-faces", "res": RES, "split": "train"}))
-    return out
-
-
 def _mask(n: int, h: int, w: int, top: int, left: int, size: int) -> torch.Tensor:
     mask = torch.zeros(n, 1, h, w)
     mask[..., top:top + size, left:left + size] = 1

@@ -93,19 +93,6 @@ def test_default_refine_weights_missing_or_present(monkeypatch, tmp_path):
         glcic_inpaint._default_model.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def faces_dir(tmp_path_factory):
-    import numpy as np
-
-    out = tmp_path_factory.mktemp("refine") / "faces"
-    out.mkdir()
-    rng = np.random.default_rng(0)
-    coarse = rng.integers(0, 256, (8, 4, 4, 3)).astype(np.float32)
-    np.save(out / "images.npy", np.stack([np.kron(c, np.ones((8, 8, 1))) for c in coarse]).astype(np.uint8))
-    (out / "meta.json").write_text(json.dumps({"format": "ganbrush-faces", "res": 32, "split": "train"}))
-    return out
-
-
 def test_training_starts_from_a_glcic_network_and_learns_a_correction(faces_dir, tmp_path):
     torch.manual_seed(1)
     source = save_glcic(CompletionNetwork(GlcicConfig(channels=4)).eval(), tmp_path / "glcic.safetensors")
