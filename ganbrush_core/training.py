@@ -63,13 +63,17 @@ from tqdm.auto import tqdm
 from ganbrush_core import distributed
 from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import save_image_grid
-from ganbrush_core.io import atomic_path, write_text
+from ganbrush_core.io import atomic_path, refuse_overwrite, write_text
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 PLOT_FILE = "losses.png"
+#: A packed checkpoint (:func:`pack_run`): one file per top-level key of the state, half precision.
+PACKED_DIR = "checkpoint.packed"
+#: Tensors smaller than this stay float32 (running means, w_avg: cheap, and their dtype matters).
+PACK_MIN_NUMEL = 4096
 
 #: Checkpoint keys the loop owns; a trainer's ``state_dict`` must not use them.
 LOOP_KEYS = frozenset({"step", "history", "config", "torch_rng", "python_rng", "numpy_rng", "cuda_rng",
@@ -325,17 +329,26 @@ class RunFolder:
     def samples(self, position: int) -> Path:
         return self.path / f"samples_{position:08d}.png"
 
+    @property
+    def packed(self) -> Path:
+        return self.path / PACKED_DIR
+
     def read_checkpoint(self) -> dict[str, Any]:
-        """The training state in ``checkpoint.pt`` (``torch.load(weights_only=True)``)."""
-        if not self.checkpoint.is_file():
+        """The training state in ``checkpoint.pt`` or, without it, in a packed checkpoint
+        (:func:`pack_run`; its half-precision tensors are cast back by the ``load_state_dict``
+        they go to). Files are read with ``torch.load(weights_only=True)``."""
+        if self.checkpoint.is_file():
+            return _load_state_file(self.checkpoint)
+        parts = sorted(self.packed.glob("*.pt")) if self.packed.is_dir() else []
+        if not parts:
             raise NothingToResumeError(f"{self.checkpoint}: nothing to resume (start without --resume)")
-        try:
-            return torch_load_tensors(self.checkpoint)
-        except UnsafePickleError as e:  # ganbrush's own one line, never torch's advice
-            raise TrainError(f"{self.checkpoint}: {e}") from None
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile):
-            raise TrainError(f"{self.checkpoint}: truncated or corrupt checkpoint; resume from an intact "
-                             "run folder or start again") from None
+        state: dict[str, Any] = {}
+        for part in parts:
+            state.update(_load_state_file(part))
+        return state
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.exists() or self.packed.is_dir()
 
     def write_checkpoint(self, state: Mapping[str, Any]) -> None:
         with atomic_path(self.checkpoint) as tmp:
@@ -353,6 +366,65 @@ class RunFolder:
         # (atomically, 0644), and a torn last line is rewritten from the checkpoint on resume.
         with open(self.log, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _load_state_file(path: Path) -> dict[str, Any]:
+    try:
+        return torch_load_tensors(path)
+    except UnsafePickleError as e:  # ganbrush's own one line, never torch's advice
+        raise TrainError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile):
+        raise TrainError(f"{path}: truncated or corrupt checkpoint; resume from an intact run folder or start "
+                         "again") from None
+
+
+def _is_optimizer_state(value: Any) -> bool:
+    return isinstance(value, Mapping) and {"state", "param_groups"} <= value.keys()
+
+
+def _half(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` with every large floating tensor cast to ``dtype``; optimiser states to bfloat16
+    (Adam's second moments underflow in float16, and a zero there turns an update into lr / eps)."""
+    if _is_optimizer_state(value):
+        dtype = torch.bfloat16
+    if isinstance(value, torch.Tensor):
+        big = value.is_floating_point() and value.numel() >= PACK_MIN_NUMEL
+        return value.to(dtype) if big else value
+    if isinstance(value, Mapping):
+        return {k: _half(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_half(v, dtype) for v in value)
+    return value
+
+
+def pack_run(run_dir: str | Path, dest: str | Path, max_file_mb: float = 16.0, force: bool = False) -> list[Path]:
+    """Copy a run's resumable state into ``dest`` small enough to commit: ``config.json``,
+    ``log.jsonl`` and :data:`PACKED_DIR`, one ``<key>.pt`` per top-level key of the checkpoint
+    (networks in float16, optimiser states in bfloat16, small tensors as they are). ``--resume
+    dest`` continues the run from it (the rounding is the only difference from the full
+    checkpoint). Each file must stay under ``max_file_mb``; the files written are returned."""
+    src, out = RunFolder(run_dir), RunFolder(dest)
+    state = src.read_checkpoint()
+    if out.path.resolve() == src.path.resolve():
+        raise TrainError(f"{dest}: pack into another folder than the run itself")
+    refuse_overwrite(out.packed, force)
+    parts: dict[str, dict[str, Any]] = {}
+    for key, value in state.items():
+        name = key if key not in LOOP_KEYS else "loop"
+        parts.setdefault(name, {})[key] = _half(value, torch.float16)
+    written: list[Path] = []
+    for name, part in parts.items():
+        path = out.packed / f"{name}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(part, tmp)
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > max_file_mb:
+            raise TrainError(f"{path}: {size_mb:.1f} MB, over the {max_file_mb:g} MB limit; pack a smaller model")
+        written.append(path)
+    out.write_config(json.loads(state["config"]))
+    out.rewrite_log(json.loads(state["history"]))
+    return written + [out.path / CONFIG_FILE, out.log]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +469,7 @@ class TrainingRun:
 
     def _read(self, force: bool) -> dict[str, Any] | None:
         same_run = self.resume_from is not None and self.resume_from.resolve() == self.folder.path.resolve()
-        if self.folder.checkpoint.exists() and not same_run and not force:
+        if self.folder.has_checkpoint() and not same_run and not force:
             raise RunExistsError(f"{self.folder.path} already holds a run; pass --resume {self.folder.path} "
                                  "to continue it")
         return RunFolder(self.resume_from).read_checkpoint() if self.resume_from is not None else None

@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganbrush_core.checks import check_float
 from ganbrush_core.devices import add_device_argument
 from ganbrush_core.io import refuse_overwrite
+from stylegan_ops.discriminators import DiscKind
+from stylegan_ops.networks import ModConv
+from stylegan_ops.train import PROJECTED_D_LR
 
 
 def _ops_info(args: argparse.Namespace) -> int:
@@ -116,17 +120,32 @@ def _train_stylegan(args: argparse.Namespace) -> int:
     from ganbrush_core.faces import FaceDataset
     from stylegan_ops.train import PRESETS, TrainConfig, train
 
+    if args.minutes is not None:
+        check_float("--minutes", args.minutes, 0.0, 1e6, lo_open=True)
     dataset = FaceDataset(args.data, xflip=True)
-    overrides = {k: v for k, v in (("batch", args.batch), ("seed", args.seed)) if v is not None}
+    overrides = {k: v for k, v in (("batch", args.batch), ("seed", args.seed), ("disc", args.disc),
+                                   ("d_lr", args.d_lr), ("modconv", args.modconv)) if v is not None}
+    if args.cpu_bf16:
+        overrides["cpu_bf16"] = True
     cfg = TrainConfig(**{**PRESETS[args.preset], **overrides})
     res = dataset[0].shape[-1]
     if res != cfg.resolution:
         cfg = dataclasses.replace(cfg, resolution=res)
-    trainer = train(cfg, dataset, args.out, kimg=args.kimg, device=args.device, resume_from=args.resume)
+    trainer = train(cfg, dataset, args.out, kimg=args.kimg, device=args.device, resume_from=args.resume,
+                    minutes=args.minutes)
     if not distributed.current().main:  # under torchrun rank 0 alone reports
         return 0
     print(f"{args.out}: {trainer.images_seen / 1000:.1f} kimg, {trainer.step} steps; "
           f"EMA generator in {Path(args.out) / 'generator_ema.safetensors'}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from ganbrush_core.training import pack_run
+
+    files = pack_run(args.run, args.out, max_file_mb=args.max_file_mb, force=args.force)
+    total = sum(p.stat().st_size for p in files) / 2**20
+    print(f"wrote {len(files)} files ({total:.1f} MB) to {args.out}; continue with --resume {args.out}")
     return 0
 
 
@@ -161,8 +180,27 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     sg.add_argument("--preset", default="cpu64", choices=["tiny", "cpu64", "gpu64"])
     sg.add_argument("--batch", type=int, default=None)
     sg.add_argument("--seed", type=int, default=None)
+    sg.add_argument("--minutes", type=float, default=None,
+                    help="also stop after this many minutes of this call (equal-time comparisons)")
+    sg.add_argument("--disc", choices=[k.value for k in DiscKind], default=None,
+                    help="discriminator: stylegan2 (logistic loss, R1) or projected (Projected GAN on "
+                         "frozen VGG16 features, hinge loss); default stylegan2")
+    sg.add_argument("--d-lr", type=float, default=None,
+                    help=f"discriminator Adam rate (default: the G rate for stylegan2, {PROJECTED_D_LR} for projected)")
+    sg.add_argument("--modconv", choices=[m.value for m in ModConv], default=None,
+                    help="how G's modulated convs compute (same result; batched is faster on CPUs, "
+                         "see benchmarks/step.py); default grouped")
+    sg.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (CUDA always uses it)")
     add_device_argument(sg)
     sg.set_defaults(func=_train_stylegan)
+
+    pk = tr_sub.add_parser("pack", help="copy a run's resumable state in half precision, small enough to commit "
+                                        "(files <= 16 MB); continue it with --resume DEST")
+    pk.add_argument("run", help="run folder of any ganbrush trainer")
+    pk.add_argument("--out", required=True, help="folder to write (config.json, log.jsonl, checkpoint.packed/)")
+    pk.add_argument("--max-file-mb", type=float, default=16.0)
+    pk.add_argument("--force", action="store_true", help="overwrite an existing pack in --out")
+    pk.set_defaults(func=_pack)
 
     s = sub.add_parser("sample", help="write a grid of random samples from a generator")
     s.add_argument("--generator", default="default", help="checkpoint path, or 'default' for the shipped one")

@@ -11,6 +11,7 @@ multiplied by ``1 / sqrt(fan_in)`` (times ``lr_mul``) in the forward pass.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,12 +125,29 @@ class MappingNetwork(nn.Module):
         return x
 
 
+class ModConv(str, enum.Enum):
+    """How :class:`ModulatedConv2d` computes the same result (equal up to float rounding)."""
+
+    GROUPED = "grouped"  # each sample's weights modulated and demodulated, one grouped conv (StyleGAN2's fused path)
+    BATCHED = "batched"  # input channels scaled, one shared-weight conv over the batch, output scaled by
+    # the demodulation coefficients: one large GEMM instead of N small ones (see benchmarks/step.py)
+
+
+def set_modconv(module: nn.Module, mode: ModConv | str) -> None:
+    """Every :class:`ModulatedConv2d` inside ``module`` computes with ``mode`` from now on."""
+    mode = ModConv(mode)
+    for m in module.modules():
+        if isinstance(m, ModulatedConv2d):
+            m.mode = mode
+
+
 class ModulatedConv2d(nn.Module):
     """Convolution whose input channels are scaled per sample by an affine map of ``w``,
     optionally demodulated (weights renormalised per output channel) and 2x upsampling.
 
     Upsampling is a stride-2 transposed convolution followed by the resample filter, so the
-    output is exactly twice the input size.
+    output is exactly twice the input size. ``mode`` (:class:`ModConv`, set with
+    :func:`set_modconv`) picks between two equal ways of computing it.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int,
@@ -141,26 +159,49 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.up = up
         self.padding = kernel_size // 2
+        self.mode = ModConv.GROUPED
         if up:
             self.register_buffer("resample_filter", resample_filter)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        n, c, h, wid = x.shape
         styles = self.affine(w)  # [N, in]
+        if self.mode is ModConv.BATCHED:
+            x = self._batched(x, styles)
+        else:
+            x = self._grouped(x, styles)
+        if not self.up:
+            return x
+        fw, k = self.resample_filter.shape[-1], self.weight.shape[-1]
+        p0, p1 = (fw - k) // 2 + 1, (fw - k - 1) // 2 + 1  # trims the transposed conv to 2x size
+        return upfirdn2d(x, self.resample_filter, padding=(p0, p1, p0, p1), gain=4)
+
+    def _grouped(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        n, c, h, wid = x.shape
         weight = self.weight[None] * self.weight_gain * styles[:, None, :, None, None]  # [N, out, in, k, k]
         if self.demodulate:
             weight = weight * (weight.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
         out_c, k = weight.shape[1], weight.shape[-1]
         x = x.reshape(1, n * c, h, wid)  # one grouped conv: a group per sample
-        if not self.up:
+        if self.up:
+            weight = weight.transpose(1, 2).reshape(n * c, out_c, k, k)
+            x = F.conv_transpose2d(x, weight, stride=2, groups=n)
+        else:
             x = F.conv2d(x, weight.reshape(n * out_c, c, k, k), padding=self.padding, groups=n)
-            return x.reshape(n, out_c, *x.shape[2:])
-        weight = weight.transpose(1, 2).reshape(n * c, out_c, k, k)
-        x = F.conv_transpose2d(x, weight, stride=2, groups=n)
-        x = x.reshape(n, out_c, *x.shape[2:])
-        fw = self.resample_filter.shape[-1]
-        p0, p1 = (fw - k) // 2 + 1, (fw - k - 1) // 2 + 1  # trims the transposed conv to 2x size
-        return upfirdn2d(x, self.resample_filter, padding=(p0, p1, p0, p1), gain=4)
+        return x.reshape(n, out_c, *x.shape[2:])
+
+    def _batched(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        weight = (self.weight * self.weight_gain).to(x.dtype)  # [out, in, k, k]
+        x = x * styles[:, :, None, None].to(x.dtype)
+        if self.up:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            # The demodulated weight of sample n is weight * styles[n] * dcoefs[n]: scaling the output
+            # by dcoefs[n] is the same as convolving with it.
+            dcoefs = ((weight[None] * styles[:, None, :, None, None]).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+            x = x * dcoefs[:, :, None, None].to(x.dtype)
+        return x
 
 
 class StyledConv(nn.Module):

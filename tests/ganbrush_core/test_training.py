@@ -229,3 +229,39 @@ def test_max_seconds_ends_the_run_at_the_first_step_past_the_budget(tmp_path):
     assert resumed.step == trainer.step + 3
     with pytest.raises(ValueError, match="max_seconds"):
         TrainingRun(tmp_path / "bad", {}).train(TinyTrainer(), total=5, interval=5, max_seconds=0)
+
+
+def test_packed_run_resumes_from_half_precision_files(straight, tmp_path, monkeypatch):
+    """``pack_run``: float16 networks, bfloat16 optimiser state, one file per key, refused over an
+    existing pack and over the size limit; ``resume_from`` the pack continues the run (the
+    rounding is the only difference from the uninterrupted one)."""
+    from ganbrush_core import training
+
+    run, full = straight
+    monkeypatch.setattr(training, "PACK_MIN_NUMEL", 1)  # TinyTrainer's tensors are all small
+    src = tmp_path / "run"
+    _train(src, 20)
+    pack = tmp_path / "pack"
+    files = training.pack_run(src, pack)
+    assert {p.name for p in files} == {"net.pt", "opt.pt", "data.pt", "loop.pt", "config.json", "log.jsonl"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files)
+    net = torch.load(pack / training.PACKED_DIR / "net.pt", weights_only=True)["net"]
+    opt = torch.load(pack / training.PACKED_DIR / "opt.pt", weights_only=True)["opt"]
+    assert {v.dtype for v in net.values()} == {torch.float16}
+    assert {v["momentum_buffer"].dtype for v in opt["state"].values()} == {torch.bfloat16}
+    with pytest.raises(FileExistsError, match="--force"):
+        training.pack_run(src, pack)
+    with pytest.raises(TrainError, match="over the 1e-05 MB limit"):
+        training.pack_run(src, tmp_path / "too-small", max_file_mb=1e-5)
+
+    random.seed(0)
+    np.random.seed(0)
+    trainer = TinyTrainer()
+    TrainingRun(tmp_path / "continued", {"lr": 0.1}, resume_from=pack).train(
+        trainer, total=30, interval=10, log_every=1, progress=False)
+    assert trainer.step == 30 and trainer.net[0].weight.dtype == torch.float32
+    continued, straight_losses = _losses(_log(tmp_path / "continued")), _losses(_log(run))
+    assert [s for s, _ in continued] == [s for s, _ in straight_losses]
+    np.testing.assert_allclose([v for _, v in continued], [v for _, v in straight_losses], rtol=0.05, atol=1e-3)
+    with pytest.raises(RunExistsError):  # a pack is a run folder: starting over it is refused
+        TrainingRun(pack, {"lr": 0.1})

@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from stylegan_ops.networks import Discriminator, Generator, GeneratorConfig, channels_for, minibatch_stddev
+from stylegan_ops.networks import (
+    Discriminator,
+    Generator,
+    GeneratorConfig,
+    ModConv,
+    ModulatedConv2d,
+    channels_for,
+    minibatch_stddev,
+    set_modconv,
+)
 
 
 def small_generator(res=16, mapping_layers=3, **kw) -> Generator:
@@ -128,3 +137,29 @@ def test_explicit_noise_maps_override_the_noise_mode():
         assert torch.allclose(G.synthesis(ws[1:], noises=[m[1:] for m in per_image]), other[1:], atol=1e-5)
     with pytest.raises(ValueError, match="noises must hold 5"):
         G.synthesis(ws, noises=maps[:2])
+
+
+@pytest.mark.parametrize("res", [8, 32])
+def test_batched_modconv_equals_grouped(make_generator, res):
+    """Both ModConv modes compute the same image and the same gradients (up to float rounding),
+    with demodulation, without it (toRGB) and through the upsampling convs."""
+    G = make_generator(res, channel_base=256, channel_max=32)
+    ws = G.mapping(torch.randn(3, G.z_dim)).detach()
+    outs, grads = {}, {}
+    for mode in ModConv:
+        set_modconv(G, mode)
+        assert all(m.mode is mode for m in G.modules() if isinstance(m, ModulatedConv2d))
+        w = ws.clone().requires_grad_(True)
+        G.zero_grad(set_to_none=True)
+        img = G.synthesis(w, noise_mode="const")
+        (img * torch.linspace(-1, 1, img.numel()).reshape(img.shape)).sum().backward()
+        outs[mode], grads[mode] = img.detach(), (w.grad, G.synthesis_network.blocks["b8"].conv0.conv.weight.grad)
+    torch.testing.assert_close(outs[ModConv.BATCHED], outs[ModConv.GROUPED], rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads[ModConv.BATCHED], grads[ModConv.GROUPED]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    assert outs[ModConv.GROUPED].abs().max() > 0.01  # not a trivially zero image
+
+
+def test_unknown_modconv_mode_is_refused(small_generator):
+    with pytest.raises(ValueError, match="fused"):
+        set_modconv(small_generator, "fused")

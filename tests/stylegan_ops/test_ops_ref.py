@@ -141,3 +141,28 @@ def test_bias_act_validates_arguments():
     with pytest.raises(ValueError, match="impl"):
         bias_act(x, impl="fast")
     assert math.isclose(ACTIVATIONS["lrelu"].default_gain, math.sqrt(2))
+
+
+def test_preferred_impl_applies_to_calls_without_impl(monkeypatch):
+    """Inside ``impl.preferred("ref")`` the networks' ``impl=None`` calls run the reference ops;
+    outside it the automatic choice is back."""
+    from stylegan_ops.ops import impl
+
+    seen = []
+    real_choose = impl.choose
+
+    def spy(choice, device):
+        seen.append(real_choose(choice, device))
+        return seen[-1]
+
+    monkeypatch.setattr(impl, "choose", spy)
+    x = torch.randn(1, 2, 8, 8)
+    with impl.preferred("ref"):
+        bias_act(x, act="lrelu")
+        assert impl.choose(None, x.device) == "ref"
+    assert seen[0] == "ref"
+    with pytest.raises(ValueError, match="unknown impl"):
+        with impl.preferred("fortran"):
+            pass
+    with impl.preferred("cuda"):  # cannot run on a CPU tensor: the automatic choice stands
+        assert impl.choose(None, x.device) == real_choose(None, x.device)

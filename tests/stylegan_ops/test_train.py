@@ -70,3 +70,34 @@ def test_two_ranks_train_as_one_process_and_resume_as_one(faces16, tmp_path):
     straight = train(cfg, faces, one, kimg=0.032, progress=False, resume_from=one)
     assert resumed.images_seen == 32 and [r["images_seen"] for r in resumed.history] == [16, 32]
     assert_same(networks(resumed), networks(straight))
+
+
+def test_projected_discriminator_run_resumes_and_saves_its_discriminator(faces16, tmp_path):
+    """``disc="projected"``: hinge loss, no R1, D's Adam on the heads alone; the float16
+    discriminator file rebuilds the same network; a resumed run matches an uninterrupted one."""
+    from stylegan_ops.discriminators import load_discriminator
+    from stylegan_ops.projected import ProjectedDiscriminator
+    from stylegan_ops.train import DISCRIMINATOR_FILE, PROJECTED_D_LR
+
+    cfg = dataclasses.replace(TrainConfig(**PRESETS["tiny"]), kimg_per_interval=0.08, disc="projected",
+                              modconv="batched", projected={"head_channels": 8, "proj_channels": [4, 8, 8, 8]})
+    run = tmp_path / "run"
+    first = train(cfg, faces16, run, kimg=0.08, progress=False)
+    assert isinstance(first.D, ProjectedDiscriminator) and first.D.cfg.img_resolution == 16
+    assert "r1_penalty" not in first.history[0] and "pl_penalty" in first.history[0]
+    assert first.opt_D.param_groups[0]["lr"] == PROJECTED_D_LR
+    assert {id(p) for p in first.opt_D.param_groups[0]["params"]} == {id(p) for p in first.D.parameters()}
+
+    D = load_discriminator(run / DISCRIMINATOR_FILE).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = first.D.eval()(x)
+        first.D.train()
+        torch.testing.assert_close(D(x), expected, rtol=2e-2, atol=2e-2)  # float16 weights
+
+    resumed = train(cfg, faces16, run, kimg=0.16, progress=False, resume_from=run)
+    straight = train(cfg, faces16, tmp_path / "straight", kimg=0.16, progress=False)
+    losses = lambda h: [{k: v for k, v in r.items() if k != "images_per_s"} for r in h]  # noqa: E731
+    assert losses(resumed.history) == losses(straight.history)
+    for (k, v), v2 in zip(straight.D.state_dict().items(), resumed.D.state_dict().values()):
+        assert torch.equal(v, v2), k
