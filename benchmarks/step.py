@@ -55,7 +55,7 @@ class Variant:
 
 VARIANTS = (
     Variant("reference ops", impl="ref"),
-    Variant("compiled ops (default)"),
+    Variant("compiled ops"),
     Variant("+ batched modconv", modconv=ModConv.BATCHED),
     Variant("+ channels_last", channels_last=True),
     Variant("+ bf16 autocast", bf16=True),

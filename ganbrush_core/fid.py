@@ -282,19 +282,75 @@ def stats_cache_path(images_file: str | os.PathLike) -> Path:
     return ganbrush_home() / "fid_stats" / f"{key}.npz"
 
 
+def dataset_features(data_dir: str | os.PathLike, batch_size: int = 50, extractor: InceptionFeatures | None = None,
+                     device: str | torch.device = "cpu", use_cache: bool = True, progress: bool = True
+                     ) -> np.ndarray:
+    """Inception features (float32 ``[N, 2048]``) of every image of a packed face directory,
+    cached beside the statistics (``.npy``, same key) for precision and recall."""
+    images = load_images(data_dir)
+    cache = stats_cache_path(Path(data_dir) / IMAGES_FILE).with_suffix(".features.npy") if use_cache else None
+    if cache is not None and cache.is_file():
+        feats = np.load(cache, allow_pickle=False)
+        if feats.shape == (len(images), FEATURE_DIM):
+            return feats
+    feats = features_from_images(iter_batches(images, batch_size), batch_size, extractor, device,
+                                 total=len(images), progress=progress, desc=f"inception ({Path(data_dir).name})")
+    feats = feats.astype(np.float32)
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, feats, allow_pickle=False)
+    return feats
+
+
 def dataset_stats(data_dir: str | os.PathLike, batch_size: int = 50, extractor: InceptionFeatures | None = None,
                   device: str | torch.device = "cpu", use_cache: bool = True, progress: bool = True) -> Stats:
     """Inception statistics of every image of a packed face directory (``ganbrush data faces``)."""
-    images = load_images(data_dir)
     cache = stats_cache_path(Path(data_dir) / IMAGES_FILE) if use_cache else None
     if cache is not None and cache.is_file():
         return Stats.load(cache)
-    feats = features_from_images(iter_batches(images, batch_size), batch_size, extractor, device,
-                                 total=len(images), progress=progress, desc=f"inception ({Path(data_dir).name})")
-    stats = Stats.of(feats)
+    stats = Stats.of(dataset_features(data_dir, batch_size, extractor, device, use_cache, progress))
     if cache is not None:
         stats.save(cache)
     return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Precision and recall (Kynkäänniemi, Karras, Laine, Lehtinen and Aila, NeurIPS 2019)
+
+
+def _kth_neighbour_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance from each row to its ``k``-th nearest other row."""
+    radii = []
+    for i in range(0, len(feats), chunk):
+        d = torch.cdist(feats[i : i + chunk], feats)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # the first is the row itself, at 0
+    return torch.cat(radii)
+
+
+def _inside_manifold(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Whether each point lies within ``radii[j]`` of some ``centres[j]``."""
+    inside = []
+    for i in range(0, len(points), chunk):
+        inside.append((torch.cdist(points[i : i + chunk], centres) <= radii[None]).any(dim=1))
+    return torch.cat(inside)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1000) -> tuple[float, float]:
+    """Improved precision and recall of ``fake`` features against ``real`` (``[N, D]`` each).
+
+    Each set's manifold is the union of balls around its points, each reaching the point's
+    ``k``-th nearest neighbour in the same set. Precision: the fraction of fake points inside the
+    real manifold (how many samples look real). Recall: the fraction of real points inside the
+    fake manifold (how much of the real variety the generator covers). Both in [0, 1]; the
+    paper compares sets of equal size (here the caller's job)."""
+    if len(real) <= k or len(fake) <= k:
+        raise FIDError(f"precision and recall need more than k={k} real and generated features")
+    r = torch.as_tensor(np.asarray(real, dtype=np.float32))
+    f = torch.as_tensor(np.asarray(fake, dtype=np.float32))
+    precision = _inside_manifold(f, r, _kth_neighbour_radii(r, k, chunk), chunk).float().mean()
+    recall = _inside_manifold(r, f, _kth_neighbour_radii(f, k, chunk), chunk).float().mean()
+    return float(precision), float(recall)
 
 
 @dataclass
@@ -303,14 +359,19 @@ class FIDResult:
     num_generated: int
     num_real: int
     seconds: float
+    precision: float | None = None  # with ``precision_recall=True``
+    recall: float | None = None
 
 
 def fid_generator_vs_data(G: nn.Module, data_dirs: Sequence[str | os.PathLike], num: int = 10_000,
                           batch: int = 16, seed: int = 0, truncation_psi: float = 1.0,
                           device: str | torch.device = "cpu", use_cache: bool = True,
-                          progress: bool = True) -> FIDResult:
+                          progress: bool = True, with_precision_recall: bool = False) -> FIDResult:
     """FID of ``num`` samples of ``G`` against the union of the packed face sets ``data_dirs``
-    (the generation protocol: all real train + held-out faces at the model's resolution)."""
+    (the generation protocol: all real train + held-out faces at the model's resolution).
+
+    ``with_precision_recall``: also :func:`precision_recall` (k = 3) of the same samples against
+    ``num`` real faces drawn (``seed``) from that union, in the same Inception space."""
     device = resolve_device(device)
     start = time.perf_counter()
     for d in data_dirs:
@@ -320,8 +381,14 @@ def fid_generator_vs_data(G: nn.Module, data_dirs: Sequence[str | os.PathLike], 
                            f"build the data with --res {G.img_resolution}")
     extractor = InceptionFeatures()
     real = Stats.combine([dataset_stats(d, 50, extractor, device, use_cache, progress) for d in data_dirs])
-    fake = Stats.of(features_from_generator(G, num, batch, seed, truncation_psi, extractor, device, progress))
-    return FIDResult(fid_from_stats(fake, real), num, real.n, time.perf_counter() - start)
+    fake_feats = features_from_generator(G, num, batch, seed, truncation_psi, extractor, device, progress)
+    fid = fid_from_stats(Stats.of(fake_feats), real)
+    if not with_precision_recall:
+        return FIDResult(fid, num, real.n, time.perf_counter() - start)
+    real_feats = np.concatenate([dataset_features(d, 50, extractor, device, use_cache, progress) for d in data_dirs])
+    pick = np.random.default_rng(seed).permutation(len(real_feats))[:num]
+    precision, recall = precision_recall(real_feats[pick], fake_feats)
+    return FIDResult(fid, num, real.n, time.perf_counter() - start, precision, recall)
 
 
 # --------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
                     help=f"discriminator Adam rate (default: the G rate for stylegan2, {PROJECTED_D_LR} for projected)")
     sg.add_argument("--modconv", choices=[m.value for m in ModConv], default=None,
                     help="how G's modulated convs compute (same result; batched is faster on CPUs, "
-                         "see benchmarks/step.py); default grouped")
+                         "see benchmarks/step.py); default batched")
     sg.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (CUDA always uses it)")
     add_device_argument(sg)
     sg.set_defaults(func=_train_stylegan)

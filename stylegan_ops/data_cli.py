@@ -32,11 +32,14 @@ def _eval_fid(args: argparse.Namespace) -> int:
         refuse_overwrite(args.out, args.force)
     G = load_generator(args.generator, device=args.device)
     r = fid_generator_vs_data(G, args.data, num=args.num, batch=args.batch, seed=args.seed,
-                              truncation_psi=args.truncation, device=args.device, use_cache=not args.no_cache)
-    print(f"FID {r.fid:.3f} ({r.num_generated} generated vs {r.num_real} real, {G.img_resolution} px, "
+                              truncation_psi=args.truncation, device=args.device, use_cache=not args.no_cache,
+                              with_precision_recall=args.precision_recall)
+    pr = f", precision {r.precision:.3f}, recall {r.recall:.3f}" if args.precision_recall else ""
+    print(f"FID {r.fid:.3f}{pr} ({r.num_generated} generated vs {r.num_real} real, {G.img_resolution} px, "
           f"seed {args.seed}, truncation {args.truncation}, {r.seconds:.0f} s)")
     if args.out is not None:
-        record = {"fid": r.fid, "num_generated": r.num_generated, "num_real": r.num_real,
+        record = {"fid": r.fid, "precision": r.precision, "recall": r.recall, "num_generated": r.num_generated,
+                  "num_real": r.num_real,
                   "generator": str(args.generator), "data": [str(d) for d in args.data], "seed": args.seed,
                   "truncation": args.truncation, "resolution": G.img_resolution, "seconds": r.seconds}
         write_text(args.out, json.dumps(record, indent=1) + "\n")
@@ -68,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
                      help="packed face director(ies) from `ganbrush data faces`; several are pooled")
     fid.add_argument("--num", type=int, default=10_000, help="generated samples")
     fid.add_argument("--batch", type=int, default=16)
+    fid.add_argument("--precision-recall", action="store_true",
+                     help="also improved precision and recall (Kynkaanniemi et al. 2019, k=3) against --num real "
+                          "faces, in the same Inception space")
     fid.add_argument("--seed", type=int, default=0)
     fid.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
     fid.add_argument("--no-cache", action="store_true",

@@ -6,6 +6,7 @@ Inception at 299 px runs ~10 images/s on 2 CPU cores, so the real-data tests use
 
 import argparse
 import importlib.util
+import json
 import stat
 from pathlib import Path
 
@@ -209,7 +210,10 @@ def test_dataset_stats_are_cached_by_content(faces16, extractor, tmp_path, monke
     cached = list((tmp_path / "fid_stats").glob("*.npz"))
     assert first.n == 6 and len(cached) == 1
     assert stat.S_IMODE(cached[0].stat().st_mode) == 0o644
-    assert [p.name for p in cached[0].parent.iterdir()] == [cached[0].name]  # no temporary file left
+    features = cached[0].with_suffix(".features.npy")  # kept for precision and recall
+    # No temporary files left behind.
+    assert sorted(p.name for p in cached[0].parent.iterdir()) == sorted([cached[0].name, features.name])
+    assert np.load(features).shape == (6, 2048) and stat.S_IMODE(features.stat().st_mode) == 0o644
 
     def no_features(*args, **kwargs):
         raise AssertionError("statistics were recomputed instead of read from the cache")
@@ -219,6 +223,21 @@ def test_dataset_stats_are_cached_by_content(faces16, extractor, tmp_path, monke
     np.testing.assert_array_equal(again.sigma, first.sigma)
 
 
+def test_precision_and_recall_see_quality_and_coverage():
+    """Same distribution: both high; a collapsed generator (one corner of the data): precision
+    high, recall low; a generator off the data: precision about 0."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(600, 8))
+    same = F.precision_recall(real, rng.normal(size=(600, 8)))
+    collapsed = F.precision_recall(real, rng.normal(size=(600, 8)) * 0.2 + 0.3)
+    off = F.precision_recall(real, rng.normal(size=(600, 8)) + 6)
+    assert same[0] > 0.6 and same[1] > 0.6
+    assert collapsed[0] > 0.9 and collapsed[1] < 0.2
+    assert off[0] < 0.02
+    with pytest.raises(F.FIDError, match="k=3"):
+        F.precision_recall(real[:3], real)
+
+
 def test_eval_fid_command(faces16, tiny_generator, make_generator, tmp_path, monkeypatch, capsys):
     from stylegan_ops import data_cli
 
@@ -226,10 +245,12 @@ def test_eval_fid_command(faces16, tiny_generator, make_generator, tmp_path, mon
     parser = argparse.ArgumentParser()
     data_cli.register(parser.add_subparsers(dest="command", required=True))
     g = save_generator(tiny_generator, tmp_path / "g.safetensors")
-    args = parser.parse_args(["eval", "fid", "--generator", str(g), "--data", str(faces16), "--num", "4",
-                              "--batch", "4", "--out", str(tmp_path / "fid.json")])
+    args = parser.parse_args(["eval", "fid", "--generator", str(g), "--data", str(faces16), "--num", "5",
+                              "--batch", "4", "--out", str(tmp_path / "fid.json"), "--precision-recall"])
     assert args.func(args) == 0
     assert "FID " in capsys.readouterr().out and (tmp_path / "fid.json").is_file()
+    record = json.loads((tmp_path / "fid.json").read_text())
+    assert 0 <= record["precision"] <= 1 and 0 <= record["recall"] <= 1
     assert stat.S_IMODE((tmp_path / "fid.json").stat().st_mode) == 0o644
     with pytest.raises(FileExistsError, match="--force"):
         args.func(args)
