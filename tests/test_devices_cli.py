@@ -20,7 +20,7 @@ HAS_CUDA = torch.cuda.is_available()
 no_gpu = pytest.mark.skipif(HAS_CUDA, reason="needs a machine without a CUDA GPU")
 
 # Commands that run no model: nothing to place on a device.
-NO_MODEL = {"ops info", "ops build", "ops selftest", "convert", "data faces"}
+NO_MODEL = {"ops info", "ops build", "ops selftest", "convert", "data faces", "train pack"}
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
