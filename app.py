@@ -617,23 +617,37 @@ class App:
         npz = result.inversion.save(self._file(".npz").with_name("inversion.npz"))
         return result.photo, self._save_png(result.photo, "result"), str(npz)
 
-    async def retarget(self, photo: str | None, sizes: str, steps: float, request: gr.Request | None = None,
-                       progress: gr.Progress = PROGRESS) -> tuple:
-        return await self._cancellable(request, functools.partial(self._retarget, photo, sizes, steps, progress))
+    async def retarget(self, photo: str | None, sizes: str, steps: float, method: str = "ingan",
+                       request: gr.Request | None = None, progress: gr.Progress = PROGRESS) -> tuple:
+        return await self._cancellable(request, functools.partial(self._retarget, photo, sizes, steps, method,
+                                                                  progress))
 
-    def _retarget(self, photo: str | None, sizes: str, steps: float, progress: gr.Progress,
+    def _retarget(self, photo: str | None, sizes: str, steps: float, method: str, progress: gr.Progress,
                   token: CancelToken) -> tuple:
-        """``photo`` redrawn by InGAN at each of ``sizes`` ("WxH, WxH", the photo's pixels), side by
-        side; the model is cached per photo, so further sizes of it skip the training."""
-        from manipulate.retarget import check_size, fit, parse_sizes, render, strip
+        """``photo`` redrawn at each of ``sizes`` ("WxH, WxH", the photo's pixels), side by side, by
+        InGAN (the model is cached per photo, so further sizes of it skip the training) or by GPNN
+        (no training; each size searched anew)."""
+        from manipulate.retarget import Method, check_size, fit, parse_method, parse_sizes, render, render_gpnn, strip
 
         if not photo:
             raise AppInputError("give a photo file")
         plan = parse_sizes(sizes or "")
+        method = parse_method(method)
         steps = check_int("steps", steps, 1, MAX_RETARGET_STEPS)
         image = uint8_to_float(_read_photo(photo))
         H, W = image.shape[-2:]
         plan = [check_size((W, H), s) for s in plan]
+
+        if method is Method.GPNN:
+            outs = []
+            for k, s in enumerate(plan):
+                def rounds(done: int, total: int, k: int = k) -> None:
+                    progress((done, total), desc=f"GPNN, size {k + 1} of {len(plan)}", unit="rounds")
+
+                outs.append(render_gpnn(image, s, on_step=token.guard(rounds)))
+            token.check()
+            result = to_uint8(strip(outs))[0]
+            return result, self._save_png(result, "retargeted")
 
         def report(step: int, total: int) -> None:
             progress((step, total), desc="training InGAN on the photo", unit="steps")
@@ -771,15 +785,20 @@ class App:
                 synth_result = gr.Image(label="Synthesized photo", format="png", interactive=False,
                                         elem_id="synth-result")
                 synth_file = gr.File(label="Download the synthesized photo (PNG)", elem_id="synth-file")
-            gr.Markdown("## Retarget a photo (InGAN)\nAny photo (not only faces) at other sizes and aspect ratios: "
-                        "a GAN trained on this photo alone redraws it (a few minutes on a CPU the first time; the "
-                        "model is kept, so further sizes of the same photo take a second).")
+            gr.Markdown("## Retarget a photo (InGAN, GPNN)\nAny photo (not only faces) at other sizes and aspect "
+                        "ratios: a GAN trained on this photo alone redraws it (a few minutes on a CPU the first time; "
+                        "the model is kept, so further sizes of the same photo take a second), or GPNN rebuilds it "
+                        "from its own patches (no training, about a minute per size). Both move and repeat content; "
+                        "faces can come out with doubled features.")
             with gr.Row():
                 rt_photo = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="retarget-photo")
                 rt_sizes = gr.Textbox(label="Sizes WxH in the photo's pixels (comma-separated)",
                                       placeholder="1800x800, 840x800", elem_id="retarget-sizes")
                 rt_steps = gr.Number(value=RETARGET_STEPS, precision=0, minimum=1, maximum=MAX_RETARGET_STEPS,
-                                     label="Training steps", elem_id="retarget-steps")
+                                     label="Training steps (InGAN)", elem_id="retarget-steps")
+                rt_method = gr.Radio([("InGAN (trained on the photo)", "ingan"),
+                                      ("GPNN (patch nearest neighbours, no training)", "gpnn")],
+                                     value="ingan", label="Method", elem_id="retarget-method")
                 rt_btn = gr.Button("Retarget", variant="primary", elem_id="retarget")
                 rt_stop = gr.Button("Stop", variant="stop", elem_id="retarget-stop")
             with gr.Row():
@@ -819,7 +838,7 @@ class App:
             reset_btn.click(_user_errors(self.reset_label_map), [state], [label_ed], api_name=False)
             synth_btn.click(_user_errors(self.synthesize), [state, label_ed, style_seed],
                             [synth_result, synth_file, synth_renders], api_name="synthesize")
-            retargeting = rt_btn.click(_user_errors(self.retarget), [rt_photo, rt_sizes, rt_steps],
+            retargeting = rt_btn.click(_user_errors(self.retarget), [rt_photo, rt_sizes, rt_steps, rt_method],
                                        [rt_result, rt_file], api_name="retarget")
             rt_stop.click(None, None, None, cancels=[retargeting], api_name=False)
             # A closed tab (or gradio_client) does not cancel its running requests in Gradio: stop them here.

@@ -7,6 +7,8 @@ resolution of this benchmark. Three target shapes: width x1.5, width x0.7, heigh
 - ``ingan``: InGAN trained on the image (``--steps``, working size 128 px, no cache: every image
   trains afresh, timed), rendered at the native size with the photo's detail added
   (``manipulate.retarget.render``); ``ingan-plain``: the same model's output upsampled without it;
+- ``gpnn``: patch nearest neighbours (``manipulate.gpnn``, no training) at the same working size,
+  rendered at the native size through its patch correspondences (``render_gpnn``);
 - ``stretch`` (bicubic resize), ``crop`` (centred window; only for a shrinking shape: it cannot
   enlarge, so "n/a" for x1.5 and x1.3), ``seam`` (seam carving, ``manipulate.seam_carving``).
 
@@ -39,13 +41,13 @@ from ganbrush_core.fid import EarlyInception, sifid  # noqa: E402
 from ganbrush_core.images import read_image, to_uint8, uint8_to_float  # noqa: E402
 from ganbrush_core.io import write_bytes, write_text  # noqa: E402
 from ganbrush_core.paths import data_root  # noqa: E402
-from manipulate.retarget import DEFAULT_STEPS, DEFAULT_WORKING_SIZE, fit, render  # noqa: E402
+from manipulate.retarget import DEFAULT_STEPS, DEFAULT_WORKING_SIZE, fit, render, render_gpnn  # noqa: E402
 from manipulate.seam_carving import center_crop, seam_carve, stretch  # noqa: E402
 
 PHOTOS = ("photos/laos.jpg", "photos/classroom_in_tanzania.jpg", "photos/woman_portrait.jpg",
           "segmentation/fasseg-v2/test/images/1.png", "segmentation/fasseg-v2/test/images/10.png")
 SHAPES = {"width x1.5": (1.0, 1.5), "width x0.7": (1.0, 0.7), "height x1.3": (1.3, 1.0)}  # (height, width)
-METHODS = ("ingan", "ingan-plain", "stretch", "crop", "seam")
+METHODS = ("ingan", "ingan-plain", "gpnn", "stretch", "crop", "seam")
 
 
 def native(path: Path, res: int) -> torch.Tensor:
@@ -78,7 +80,8 @@ def run(photos: list[str], res: int, steps: int, working_size: int) -> tuple[lis
             outs = {}
             outs["ingan"], ms_ingan = timed(render, model, x, size)
             outs["ingan-plain"], ms_plain = timed(render, model, x, size, False)
-            ms = {"ingan": ms_ingan, "ingan-plain": ms_plain}
+            outs["gpnn"], ms_gpnn = timed(render_gpnn, x, size, working_size)
+            ms = {"ingan": ms_ingan, "ingan-plain": ms_plain, "gpnn": ms_gpnn}
             for method, fn in (("stretch", stretch), ("crop", center_crop), ("seam", seam_carve)):
                 try:
                     out, ms[method] = timed(fn, u8, size)
@@ -115,7 +118,8 @@ def table(rows: list[dict], photos: list[str]) -> str:
                     and r["sifid"] is not None}
             best[name] = min(cand, key=cand.get)
         ingan = sum(b == "ingan" for b in best.values())
-        wins.append(f"{s}: InGAN lowest on {ingan}/{len(photos)} images (best per image: "
+        gp = sum(b == "gpnn" for b in best.values())
+        wins.append(f"{s}: InGAN lowest on {ingan}/{len(photos)} images, GPNN on {gp} (best per image: "
                     + ", ".join(f"{Path(n).stem} {b}" for n, b in best.items()) + ")")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {w}" for w in wins) + "\n"
 
@@ -131,15 +135,16 @@ def figure(shown: dict, path: Path) -> None:
     first = names[0]
     panels = [("input", shown[(first, "width x1.5")]["input"])]
     panels += [(f"InGAN, {s}", shown[(first, s)]["ingan"]) for s in SHAPES]
+    panels += [(f"GPNN, {s}", shown[(first, s)]["gpnn"]) for s in SHAPES]
     panels += [("seam carving, width x1.5", shown[(first, "width x1.5")]["seam"]),
                ("stretch, width x1.5", shown[(first, "width x1.5")]["stretch"])]
     rows = [panels]
     for other in names[1:]:
         o = shown[(other, "width x1.5")]
-        rows.append([("input", o["input"]), ("InGAN, width x1.5", o["ingan"]),
+        rows.append([("input", o["input"]), ("InGAN, width x1.5", o["ingan"]), ("GPNN, width x1.5", o["gpnn"]),
                      ("seam carving, width x1.5", o["seam"]), ("stretch, width x1.5", o["stretch"])])
     height = max(p.shape[-2] for row in rows for _, p in row)
-    fig = plt.figure(figsize=(22, 3.6 * len(rows)))
+    fig = plt.figure(figsize=(30, 3.6 * len(rows)))
     for r, row in enumerate(rows):
         widths = [p.shape[-1] for _, p in row]
         total = sum(widths) + 20 * (len(widths) - 1)

@@ -35,17 +35,20 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ganbrush_core.checks import check_int
 from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import MAX_PIXELS, read_image, to_uint8
 from ganbrush_core.io import write_text
 from ganbrush_core.paths import ganbrush_home
+from manipulate.gpnn import GPNNConfig, gpnn, source_coordinates, upsample_coordinates, warp
 from manipulate.ingan import MIN_SIDE, Generator, resample
 from manipulate.ingan_train import (
     GENERATOR_FILE,
@@ -235,31 +238,88 @@ def render(model: RetargetModel, photo: torch.Tensor, size: Size, detail: bool =
     scaled = resample(x, tuple(out_w.shape[-2:]))
     fine = (F.interpolate(photo, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
             - F.interpolate(scaled, size=(h, w), mode="bicubic", align_corners=False))
-    # Where G kept the scaled input (the mapping holds), that detail belongs; elsewhere it does not.
-    d = (out_w - scaled).abs().mean(1, keepdim=True)
+    return add_detail(up, fine, out_w, scaled).cpu()
+
+
+def add_detail(up: torch.Tensor, fine: torch.Tensor, out_w: torch.Tensor, mapped_w: torch.Tensor) -> torch.Tensor:
+    """``up`` (a working-resolution output ``out_w`` upsampled) plus the photo's detail ``fine``
+    (both ``[1, 3, h, w]``), weighted by how closely ``out_w`` follows ``mapped_w``, the working
+    image carried by the same mapping as ``fine``: where they differ the output was redrawn and
+    the detail would be misplaced. Clamped to [-1, 1]."""
+    d = (out_w - mapped_w).abs().mean(1, keepdim=True)
     weight = _blur(torch.exp(-(d / DETAIL_TAU) ** 2))
-    weight = F.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
-    return (up + weight * fine).clamp(-1, 1).cpu()
+    weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
+    return (up + weight * fine).clamp(-1, 1)
+
+
+@torch.no_grad()
+def render_gpnn(photo: torch.Tensor, size: Size, working_size: int = DEFAULT_WORKING_SIZE,
+                cfg: GPNNConfig | None = None, detail: bool = True,
+                on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """``photo`` ``[1, 3, H, W]`` retargeted to ``size`` = (width, height) by GPNN (no training,
+    :mod:`manipulate.gpnn`) at the working resolution, then at native resolution: upsampled, plus
+    the photo's own detail carried through the final patch correspondences (each output pixel's
+    source pixel), where the output follows them. ``detail=False``: upsampled only. ``on_step``:
+    see :func:`~manipulate.gpnn.gpnn`."""
+    H, W = photo.shape[-2:]
+    w, h = check_size((W, H), size)
+    if (w, h) == (W, H):
+        return photo.clone()
+    cfg = cfg or GPNNConfig()
+    x = working_image(photo.float(), working_size)
+    hw, ww = x.shape[-2:]
+    target = (max(cfg.patch, round(hw * h / H)), max(cfg.patch, round(ww * w / W)))
+    result = gpnn(x, target, cfg, on_step=on_step)
+    up = F.interpolate(result.image, size=(h, w), mode="bicubic", align_corners=False)
+    if not detail:
+        return up.clamp(-1, 1)
+    coords = source_coordinates(result.source_of, (hw, ww), target, cfg.patch)
+    fine_coords = upsample_coordinates(coords, (h / target[0], w / target[1]), (h, w))
+    smooth = F.interpolate(x, size=(H, W), mode="bicubic", align_corners=False)  # the working image, photo-sized
+    fine = warp(photo.float(), fine_coords, (hw, ww)) - warp(smooth, fine_coords, (hw, ww))
+    return add_detail(up, fine, result.image, warp(x, coords, (hw, ww)))
+
+
+class Method(str, Enum):
+    """How :func:`retarget` redraws: ``ingan`` (a GAN trained on the photo, then any shape in a
+    forward pass) or ``gpnn`` (patch nearest neighbours, no training, each shape searched anew)."""
+
+    INGAN = "ingan"
+    GPNN = "gpnn"
+
+
+def parse_method(text: str | Method) -> Method:
+    try:
+        return Method(text)
+    except ValueError:
+        raise RetargetError(f"unknown retargeting method {text!r}; use one of: "
+                            + ", ".join(m.value for m in Method)) from None
 
 
 def retarget(photo: torch.Tensor | str | os.PathLike, size: Size | Sequence[Size], *, steps: int = DEFAULT_STEPS,
              working_size: int = DEFAULT_WORKING_SIZE, device: str | torch.device = "cpu",
              cache: bool | str | os.PathLike = True, cfg: InGANTrainConfig | None = None, detail: bool = True,
-             progress: bool = False, on_step: Callable[[int, int], None] | None = None
-             ) -> torch.Tensor | list[torch.Tensor]:
+             progress: bool = False, on_step: Callable[[int, int], None] | None = None,
+             method: str | Method = Method.INGAN) -> torch.Tensor | list[torch.Tensor]:
     """``photo`` (a file, or RGB ``[1, 3, H, W]`` in [-1, 1]) redrawn at ``size`` = (width,
     height), or at each of a list of sizes (one training), at native resolution: ``[1, 3, h, w]``
     in [-1, 1] on the CPU (a list for a list). Sizes are checked before any training; see
     :func:`fit` for ``steps``, ``working_size``, ``cache``, ``cfg``, ``progress``, ``on_step``
-    and :func:`render` for ``detail``."""
+    and :func:`render` for ``detail``. ``method="gpnn"`` (:func:`render_gpnn`, on the CPU) trains
+    nothing and ignores ``steps``, ``cache`` and ``cfg`` (``on_step``: its search rounds, per size)."""
+    method = parse_method(method)
     photo = _as_photo(photo)
     H, W = photo.shape[-2:]
     one = len(size) == 2 and all(isinstance(v, numbers.Real) for v in size)
     sizes = [check_size((W, H), s) for s in ([size] if one else size)]  # type: ignore[list-item]
     if not sizes:
         raise RetargetError("no output size given")
+    working_size = check_int("working size", working_size, 2 * MIN_SIDE, MAX_WORKING_SIZE)
     if all(s == (W, H) for s in sizes):
         outs = [photo.clone() for _ in sizes]
+    elif method is Method.GPNN:
+        outs = [render_gpnn(photo, s, working_size, detail=detail, on_step=on_step)
+                for s in tqdm(sizes, "gpnn", disable=not progress)]
     else:
         model = fit(photo, steps=steps, working_size=working_size, cfg=cfg, device=device, cache=cache,
                     progress=progress, on_step=on_step)

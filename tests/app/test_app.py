@@ -634,11 +634,12 @@ def test_retarget_step_redraws_any_photo_at_the_sizes_asked(client, tmp_path):
 
     src = photo_path("classroom")  # 725x544
     with pytest.raises(AppError) as info:
-        client.predict(handle_file(src), "725x5000", 3, api_name="/retarget")
+        client.predict(handle_file(src), "725x5000", 3, "ingan", api_name="/retarget")
     one_line_error(info, "out of range")
     key = cache_key(uint8_to_float(load_photo(src)), InGANTrainConfig(), 3, DEFAULT_WORKING_SIZE)
     try:
-        shown, download = client.predict(handle_file(src), "1088x544, 500x544, 725x544", 3, api_name="/retarget")
+        shown, download = client.predict(handle_file(src), "1088x544, 500x544, 725x544", 3, "ingan",
+                                         api_name="/retarget")
         result = read(download)
         assert result.shape == (544, 1088 + 8 + 500 + 8 + 725, 3)
         np.testing.assert_array_equal(read(shown), result)
@@ -646,3 +647,8 @@ def test_retarget_step_redraws_any_photo_at_the_sizes_asked(client, tmp_path):
         assert (cache_root() / key / "ingan.safetensors").is_file()
     finally:
         shutil.rmtree(cache_root() / key, ignore_errors=True)
+    # GPNN: no training; a small photo keeps the search short.
+    small = tmp_path / "small.png"
+    Image.fromarray(read(src)).resize((96, 72), Image.LANCZOS).save(small)
+    shown, download = client.predict(handle_file(str(small)), "140x72", 3, "gpnn", api_name="/retarget")
+    assert read(download).shape == (72, 140, 3)

@@ -49,6 +49,18 @@ def test_retarget_writes_the_photo_at_the_size_asked_and_caches_the_model(capsys
         assert im.size == (1440 + 8 + 672 + 8 + 960, 832)
 
 
+def test_gpnn_method_trains_nothing_and_caches_nothing(capsys, laos, tmp_path, home):
+    out = tmp_path / "narrow.png"
+    code, stdout, err = run(capsys, "retarget", laos, "--size", "700x640", "--method", "gpnn", "--working-size", "32",
+                            "--out", out)
+    assert code == 0, err
+    assert "gpnn" in stdout and "700x640 from 960x640" in stdout
+    with Image.open(out) as im:
+        assert im.size == (700, 640)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    assert not (home / "retarget").exists()
+
+
 def test_existing_output_is_refused_unless_forced(capsys, laos, tmp_path):
     out = tmp_path / "same.png"
     out.write_bytes(b"keep")
