@@ -9,7 +9,8 @@
   :mod:`manipulate.face_parser`: the face parser; :mod:`manipulate.spade`: SPADE and its baseline;
   :mod:`manipulate.synthesis`: :func:`synthesize`, a face drawn from a label map in a given style.
 - :mod:`manipulate.retarget`: :func:`retarget`, a photo redrawn at another size and aspect ratio by
-  InGAN trained on it (:mod:`manipulate.ingan`); baselines in :mod:`manipulate.seam_carving`.
+  InGAN trained on it (:mod:`manipulate.ingan`) or by GPNN (:mod:`manipulate.gpnn`, no training);
+  baselines in :mod:`manipulate.seam_carving`.
 
     from manipulate import edit, local_edit
     result = edit(inversion, G, "smile", strength=2)      # result.image [N, 3, H, W] in [-1, 1]

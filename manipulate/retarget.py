@@ -1,5 +1,7 @@
 """Retargeting a photo with InGAN: :func:`retarget` redraws a photo at another size and aspect
-ratio with a GAN trained on that photo alone (:mod:`manipulate.ingan`, :mod:`manipulate.ingan_train`).
+ratio with a GAN trained on that photo alone (:mod:`manipulate.ingan`, :mod:`manipulate.ingan_train`),
+or (``method="gpnn"``, :func:`render_gpnn`) from its own patches by nearest-neighbour search
+(:mod:`manipulate.gpnn`), without training.
 
     from manipulate import retarget
     wide = retarget("photo.jpg", (1800, 800))                  # [1, 3, 800, 1800] in [-1, 1]
