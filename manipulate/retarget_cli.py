@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train InGAN on PHOTO (a few minutes on a CPU; the model is cached under "
                     "$GANBRUSH_HOME/retarget, so further sizes of the same photo are instant) and redraw it at "
                     "--size, at the photo's own resolution; or, with --method gpnn, rebuild it from its own "
-                    f"patches (no training, about a minute per size at the default working size). Sizes are WIDTHxHEIGHT in output pixels; each side "
-                    f"may change up to {MAX_FACTOR:g}x either way. --sizes writes the results side by side.")
+                    "patches (no training, about a minute per size at the default working size). Sizes are "
+                    f"WIDTHxHEIGHT in output pixels; each side may change up to {MAX_FACTOR:g}x either way. "
+                    "--sizes writes the results side by side.")
     p.add_argument("photo")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--size", help="output size WxH, e.g. 1800x800")
