@@ -74,6 +74,7 @@ def run_retarget(args: argparse.Namespace) -> int:
                     bar.update(done - bar.n)
 
                 images.append(render_gpnn(photo, (w, h), args.working_size, on_step=advance))
+                bar.update(bar.total - bar.n)  # on_step comes before each round: count the last one
         write_image(images[0] if len(images) == 1 else strip(images), out, force=args.force)
         print(f"wrote {out} ({', '.join(f'{w}x{h}' for w, h in sizes)} from {W}x{H}, gpnn)")
         return 0
