@@ -16,14 +16,14 @@ upsampled to the next level. Two details of the paper make it work:
 
 Tensors are float32 NCHW RGB in [-1, 1]; shapes are ``(height, width)``. The search is exact
 (matrix products, in chunks); its cost grows with the square of the pixel count, so it runs at a
-working resolution and :func:`transport_detail` brings the photo's own detail through the final
-patch correspondences (:mod:`manipulate.retarget`).
+working resolution, and :func:`manipulate.retarget.render_gpnn` brings the photo's own detail
+through the final patch correspondences (:func:`source_coordinates`, :func:`warp`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,6 @@ class GPNNConfig:
     iters: int = 10  # nearest-neighbour rounds per level
     alpha: float = 0.005  # completeness: smaller pushes harder to use every source patch
     chunk: int = 2048  # query patches per distance matrix (memory: chunk x source patches floats)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def patches(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -4,10 +4,14 @@ photo at other sizes and aspect ratios with InGAN trained on it, or GPNN (:mod:`
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ganbrush_core.devices import add_device_argument
 from ganbrush_core.images import IMAGE_SUFFIX_HINT, image_suffixes, write_image
 from ganbrush_core.io import check_output
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_retarget(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from ganbrush_core.checks import check_int
     from ganbrush_core.images import read_image
     from manipulate.retarget import (
@@ -53,7 +55,6 @@ def run_retarget(args: argparse.Namespace) -> int:
         parse_size,
         parse_sizes,
         render,
-        render_gpnn,
         strip,
     )
 
@@ -65,24 +66,14 @@ def run_retarget(args: argparse.Namespace) -> int:
     photo = read_image(args.photo)
     H, W = photo.shape[-2:]
     sizes = [check_size((W, H), s) for s in sizes]
-    if args.method == Method.GPNN.value:
-        images = []
-        for w, h in sizes:
-            with tqdm(desc=f"GPNN {w}x{h}", unit="round") as bar:
-                def advance(done: int, total: int, bar: tqdm = bar) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
-
-                images.append(render_gpnn(photo, (w, h), args.working_size, on_step=advance))
-                bar.update(bar.total - bar.n)  # on_step comes before each round: count the last one
-        write_image(images[0] if len(images) == 1 else strip(images), out, force=args.force)
-        print(f"wrote {out} ({', '.join(f'{w}x{h}' for w, h in sizes)} from {W}x{H}, gpnn)")
-        return 0
     model = None
-    if any(s != (W, H) for s in sizes):
-        model = fit(photo, steps=args.steps, working_size=args.working_size, device=args.device,
-                    cache=not args.no_cache, progress=True)
-    images = [render(model, photo, s) if model is not None else photo.clone() for s in sizes]
+    if args.method == Method.GPNN.value:
+        images = [_gpnn_with_progress(photo, s, args.working_size) for s in sizes]
+    else:
+        if any(s != (W, H) for s in sizes):
+            model = fit(photo, steps=args.steps, working_size=args.working_size, device=args.device,
+                        cache=not args.no_cache, progress=True)
+        images = [render(model, photo, s) if model is not None else photo.clone() for s in sizes]
     write_image(images[0] if len(images) == 1 else strip(images), out, force=args.force)
     if model is not None:
         how = "cached model" if model.info.get("cached") else f"trained in {model.info['train_seconds']:.0f} s"
@@ -90,5 +81,22 @@ def run_retarget(args: argparse.Namespace) -> int:
         print(f"InGAN: {how} ({model.info['steps']} steps at {model.info['working_shape'][1]}x"
               f"{model.info['working_shape'][0]} px" + (f", identity reconstruction L1 {rec:.4f})" if rec is not None
                                                         else ")"))
-    print(f"wrote {out} ({', '.join(f'{w}x{h}' for w, h in sizes)} from {W}x{H})")
+    via = ", gpnn" if args.method == Method.GPNN.value else ""
+    print(f"wrote {out} ({', '.join(f'{w}x{h}' for w, h in sizes)} from {W}x{H}{via})")
     return 0
+
+
+def _gpnn_with_progress(photo: torch.Tensor, size: tuple[int, int], working_size: int) -> torch.Tensor:
+    """:func:`~manipulate.retarget.render_gpnn` of one size, with a tqdm bar of its search rounds."""
+    from tqdm.auto import tqdm
+
+    from manipulate.retarget import render_gpnn
+
+    with tqdm(desc=f"GPNN {size[0]}x{size[1]}", unit="round") as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        image = render_gpnn(photo, size, working_size, on_step=advance)
+        bar.update(bar.total - bar.n)  # on_step comes before each round: count the last one
+    return image
