@@ -214,7 +214,7 @@ def test_shipped_encoder_reconstructs_held_out_faces(shipped):
         mean_face = G.synthesis(G.w_avg.expand(8, G.num_ws, -1).clone())
         baseline = lpips_model("vgg")(mean_face, faces).mean().item()
     assert lp < baseline - 0.05  # clearly better than drawing the average face for everyone
-    assert lp < 0.36, lp  # the shipped file measures 0.339 on these 8 faces (its card)
+    assert lp < 0.36, lp  # the shipped file measures 0.323 on these 8 faces (its card)
 
 
 def test_shipped_encoder_refuses_another_generator(shipped, make_generator):
