@@ -162,6 +162,26 @@ def source_coordinates(source_of: torch.Tensor, source: Shape, target: Shape, si
     return torch.stack([src_r, src_c], dim=-1).float()
 
 
+def coherence(coords: torch.Tensor, tolerance: float = 0.5) -> torch.Tensor:
+    """Per pixel of a correspondence field ``coords`` ``[h, w, 2]`` (source row, col), the share of
+    its 4-neighbours whose source is the same neighbour of its own source (within ``tolerance``
+    pixels), ``[h, w]`` in [0, 1]: 1 inside a region copied whole, low where neighbouring pixels
+    come from unrelated places (there, carrying the photo's detail through the field would piece
+    it together from unrelated blocks)."""
+    h, w = coords.shape[:2]
+    links_y = ((coords[1:] - coords[:-1] - coords.new_tensor([1.0, 0.0])).abs().sum(-1) < tolerance).float()
+    links_x = ((coords[:, 1:] - coords[:, :-1] - coords.new_tensor([0.0, 1.0])).abs().sum(-1) < tolerance).float()
+    agree = coords.new_zeros(h, w)
+    count = coords.new_zeros(h, w)
+    for links, before, after in ((links_y, (slice(1, None),), (slice(None, -1),)),
+                                 (links_x, (slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
+        agree[before] += links
+        agree[after] += links
+        count[before] += 1
+        count[after] += 1
+    return agree / count.clamp_min(1)
+
+
 def warp(image: torch.Tensor, coords: torch.Tensor, frame: Shape) -> torch.Tensor:
     """``image`` ``[1, C, Hi, Wi]`` sampled (bilinear) at ``coords`` ``[h, w, 2]``, given in pixels of
     a ``frame`` = (H, W) grid that spans the same picture (pixel centres at ``k + 0.5``)."""

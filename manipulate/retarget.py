@@ -50,7 +50,7 @@ from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import MAX_PIXELS, read_image, to_uint8
 from ganbrush_core.io import write_text
 from ganbrush_core.paths import ganbrush_home
-from manipulate.gpnn import GPNNConfig, gpnn, source_coordinates, upsample_coordinates, warp
+from manipulate.gpnn import GPNNConfig, coherence, gpnn, source_coordinates, upsample_coordinates, warp
 from manipulate.ingan import MIN_SIDE, Generator, resample
 from manipulate.ingan_train import (
     GENERATOR_FILE,
@@ -243,13 +243,18 @@ def render(model: RetargetModel, photo: torch.Tensor, size: Size, detail: bool =
     return add_detail(up, fine, out_w, scaled).cpu()
 
 
-def add_detail(up: torch.Tensor, fine: torch.Tensor, out_w: torch.Tensor, mapped_w: torch.Tensor) -> torch.Tensor:
+def add_detail(up: torch.Tensor, fine: torch.Tensor, out_w: torch.Tensor, mapped_w: torch.Tensor,
+               trust: torch.Tensor | None = None) -> torch.Tensor:
     """``up`` (a working-resolution output ``out_w`` upsampled) plus the photo's detail ``fine``
     (both ``[1, 3, h, w]``), weighted by how closely ``out_w`` follows ``mapped_w``, the working
     image carried by the same mapping as ``fine``: where they differ the output was redrawn and
-    the detail would be misplaced. Clamped to [-1, 1]."""
+    the detail would be misplaced. ``trust`` (``[1, 1]`` + ``out_w``'s size, in [0, 1]) scales the
+    weight further where the mapping itself is unreliable. Clamped to [-1, 1]."""
     d = (out_w - mapped_w).abs().mean(1, keepdim=True)
-    weight = _blur(torch.exp(-(d / DETAIL_TAU) ** 2))
+    weight = torch.exp(-(d / DETAIL_TAU) ** 2)
+    if trust is not None:
+        weight = weight * trust
+    weight = _blur(weight)
     weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
     return (up + weight * fine).clamp(-1, 1)
 
@@ -279,7 +284,11 @@ def render_gpnn(photo: torch.Tensor, size: Size, working_size: int = DEFAULT_WOR
     fine_coords = upsample_coordinates(coords, (h / target[0], w / target[1]), (h, w))
     smooth = F.interpolate(x, size=(H, W), mode="bicubic", align_corners=False)  # the working image, photo-sized
     fine = warp(photo.float(), fine_coords, (hw, ww)) - warp(smooth, fine_coords, (hw, ww))
-    return add_detail(up, fine, result.image, warp(x, coords, (hw, ww)))
+    # Where neighbouring output pixels come from unrelated places (seams between copied regions,
+    # blends of several sources), detail carried per working pixel would tile the photo's
+    # texture in blocks: those places keep the smooth upsampled output.
+    trust = coherence(coords)[None, None]
+    return add_detail(up, fine, result.image, warp(x, coords, (hw, ww)), trust)
 
 
 class Method(str, Enum):

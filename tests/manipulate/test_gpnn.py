@@ -9,6 +9,7 @@ from ganbrush_core.images import read_image, to_uint8
 from ganbrush_core.metrics import sharpness
 from manipulate.gpnn import (
     GPNNConfig,
+    coherence,
     fold,
     gpnn,
     nearest,
@@ -17,7 +18,7 @@ from manipulate.gpnn import (
     upsample_coordinates,
     warp,
 )
-from manipulate.retarget import RetargetError, render_gpnn, retarget
+from manipulate.retarget import RetargetError, add_detail, render_gpnn, retarget
 
 FAST = GPNNConfig(iters=2, coarsest=14)
 
@@ -75,6 +76,32 @@ def test_warp_and_upsampled_coordinates_copy_a_block_sharply():
     fine = upsample_coordinates(coords, (4.0, 4.0), (40, 60))
     # Identity coordinates at working resolution copy the photo itself at 4x the resolution.
     torch.testing.assert_close(warp(photo, fine, (10, 15)), photo, atol=1e-5, rtol=0)
+
+
+def test_coherence_tells_regions_copied_whole_from_pieced_ones():
+    grid = torch.stack(torch.meshgrid(torch.arange(6.0), torch.arange(8.0), indexing="ij"), -1)
+    shifted = grid + torch.tensor([3.0, 5.0])  # one block copied whole from elsewhere
+    assert torch.equal(coherence(shifted), torch.ones(6, 8))
+    pieced = shifted.clone()
+    pieced[:, 4:] = torch.randint(0, 40, (6, 4, 2), generator=torch.Generator().manual_seed(0)).float()
+    c = coherence(pieced)
+    assert torch.equal(c[:, :3], torch.ones(6, 3))  # still whole, away from the seam
+    assert (c[:, 3] < 1).all() and (c[:, 3] > 0).all()  # the seam: some links broken
+    assert c[:, 5:7].max() <= 0.25  # pixels from unrelated places: (almost) no link holds
+
+
+def test_detail_is_withheld_where_the_mapping_is_untrusted():
+    up, fine = random_image(16, 16, seed=5) * 0.5, random_image(16, 16, seed=6) * 0.2
+    out_w = random_image(4, 4, seed=7)
+    trust = torch.ones(1, 1, 4, 4)
+    full = add_detail(up, fine, out_w, out_w, trust)
+    torch.testing.assert_close(full, (up + fine).clamp(-1, 1))
+    none = add_detail(up, fine, out_w, out_w, torch.zeros(1, 1, 4, 4))
+    torch.testing.assert_close(none, up.clamp(-1, 1))
+    trust[..., 2:] = 0  # right half untrusted: the left edge keeps all the detail, the right edge none
+    half = add_detail(up, fine, out_w, out_w, trust)
+    torch.testing.assert_close(half[..., :2], full[..., :2])
+    torch.testing.assert_close(half[..., -2:], none[..., -2:])
 
 
 def test_native_rendering_keeps_the_photos_detail(photos_dir):
