@@ -168,18 +168,14 @@ def coherence(coords: torch.Tensor, tolerance: float = 0.5) -> torch.Tensor:
     pixels), ``[h, w]`` in [0, 1]: 1 inside a region copied whole, low where neighbouring pixels
     come from unrelated places (there, carrying the photo's detail through the field would piece
     it together from unrelated blocks)."""
-    h, w = coords.shape[:2]
     links_y = ((coords[1:] - coords[:-1] - coords.new_tensor([1.0, 0.0])).abs().sum(-1) < tolerance).float()
     links_x = ((coords[:, 1:] - coords[:, :-1] - coords.new_tensor([0.0, 1.0])).abs().sum(-1) < tolerance).float()
-    agree = coords.new_zeros(h, w)
-    count = coords.new_zeros(h, w)
-    for links, before, after in ((links_y, (slice(1, None),), (slice(None, -1),)),
-                                 (links_x, (slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
-        agree[before] += links
-        agree[after] += links
-        count[before] += 1
-        count[after] += 1
-    return agree / count.clamp_min(1)
+
+    def per_pixel(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # each link counts for both of its pixels: below/above for y links, right/left for x links
+        return F.pad(y, (0, 0, 1, 0)) + F.pad(y, (0, 0, 0, 1)) + F.pad(x, (1, 0)) + F.pad(x, (0, 1))
+
+    return per_pixel(links_y, links_x) / per_pixel(torch.ones_like(links_y), torch.ones_like(links_x)).clamp_min(1)
 
 
 def warp(image: torch.Tensor, coords: torch.Tensor, frame: Shape) -> torch.Tensor:
