@@ -254,11 +254,19 @@ class ResumableBatches(Iterator[Any]):
                 self._it, self._epoch_state, self._taken = None, self.loader.generator.get_state(), 0
             else:
                 raise RuntimeError("the data loader yielded more batches than its length")
-        return {"epoch_state": self._epoch_state.clone(), "taken": self._taken}
+        taken = self._skip if self._it is None else self._taken  # a loaded position not yet replayed
+        return {"epoch_state": self._epoch_state.clone(), "taken": taken, "batches": len(self.loader)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Raises :class:`TrainError` when the data no longer has the epoch length the state was
+        saved with (the saved position would point at other batches, or past the end)."""
+        saved = int(state.get("batches", len(self.loader)))  # states written before it was recorded
+        taken = int(state["taken"])
+        if saved != len(self.loader) or taken >= len(self.loader):
+            raise TrainError(f"the training data changed since the checkpoint ({len(self.loader)} batches per epoch "
+                             f"now, {saved} then); resume with the data the run started from, or start a new run")
         self._epoch_state = state["epoch_state"].clone()
-        self._skip = int(state["taken"])
+        self._skip = taken
         self._it = None
 
 

@@ -34,11 +34,11 @@ class TinyTrainer(Trainable):
     """Regression with dropout (global torch RNG), Python and NumPy noise, and a shuffled loader of
     12 items in batches of 4 (3 per epoch), so every kind of state the loop restores matters."""
 
-    def __init__(self, lr: float = 0.05, kill_at: int | None = None) -> None:
+    def __init__(self, lr: float = 0.05, kill_at: int | None = None, items: int = 12) -> None:
         torch.manual_seed(0)
         self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.1), torch.nn.Linear(8, 1))
         self.opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=0.5)
-        x = torch.randn(12, 3)
+        x = torch.randn(items, 3)
         y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, shuffle=True,
                                              drop_last=True, generator=torch.Generator().manual_seed(1))
@@ -118,6 +118,16 @@ def test_resume_mid_epoch_is_bit_exact(straight, tmp_path):
     assert _losses(_log(stopped)) == _losses(_log(run))
     for (k, v), v2 in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(v, v2), k
+
+
+def test_resume_on_changed_data_is_refused_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    _train(run, 17)  # mid-epoch: 2 of 3 batches taken
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["data"]["batches"] == 3
+    for items in (4, 16):  # fewer batches than already taken; more batches (another shuffle order)
+        with pytest.raises(TrainError, match=r"data changed since the checkpoint \(\d batches per epoch now, 3 then\)"):
+            _train(run, 20, TinyTrainer(items=items), resume=True)
+    assert _train(run, 20, resume=True).step == 20  # the same data resumes
 
 
 def test_kill_after_logging_past_the_checkpoint_logs_each_step_once(straight, tmp_path):
