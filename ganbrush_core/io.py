@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Collection, Iterable, Iterator
@@ -23,6 +24,11 @@ from typing import IO
 BASE_FILE_MODE = 0o666
 
 _umask_lock = threading.Lock()
+
+#: The temporaries an interrupted write can leave: ganbrush's own (``.NAME.XXXXXXXX.tmpSUFFIX``
+#: and ``.NAME.XXXXXXXX.old`` backups, as ``tempfile.mkstemp`` names them below) and the one
+#: ``safetensors.save_file`` writes before its own rename (``.tmpXXXXXX``).
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.(tmp(\.[^.]+)?|old)|\.tmp[A-Za-z0-9]{6}")
 
 
 def current_umask() -> int:
@@ -115,6 +121,19 @@ def write_text(path: str | os.PathLike, text: str, force: bool = True) -> Path:
     with atomic_write(path, "w", force=force) as f:
         f.write(text)
     return Path(path)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temporaries that writes interrupted by a kill left in ``folder`` (not in
+    its subfolders); returns them. Only for a folder no other process is writing into (a run
+    folder being resumed), since a live write's temporary looks the same."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _nearest_existing(path: Path) -> Path:

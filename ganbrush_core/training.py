@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from ganbrush_core import distributed
 from ganbrush_core.devices import resolve_device
 from ganbrush_core.images import save_image_grid
-from ganbrush_core.io import atomic_path, refuse_overwrite, write_text
+from ganbrush_core.io import atomic_path, refuse_overwrite, remove_temporaries, write_text
 from ganbrush_core.safe_pickle import UnsafePickleError, torch_load_tensors
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -480,6 +480,7 @@ class TrainingRun:
         if self.folder.has_checkpoint() and not same_run and not force:
             raise RunExistsError(f"{self.folder.path} already holds a run; pass --resume {self.folder.path} "
                                  "to continue it")
+        remove_temporaries(self.folder.path)  # the folder is this run's now: clear what a killed run left
         return RunFolder(self.resume_from).read_checkpoint() if self.resume_from is not None else None
 
     @property

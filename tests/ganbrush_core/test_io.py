@@ -16,6 +16,7 @@ from ganbrush_core.io import (
     current_umask,
     file_mode,
     refuse_overwrite,
+    remove_temporaries,
     write_bytes,
     write_text,
 )
@@ -122,6 +123,35 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         with atomic_path(tmp_path / "new.bin"):
             raise RuntimeError("killed before the rename")
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+_EXIT_MID_WRITE = """
+import os, sys
+from ganbrush_core.io import atomic_path, atomic_write, write_all
+folder = sys.argv[1]
+with atomic_path(folder + "/checkpoint.pt") as tmp:
+    tmp.write_bytes(b"half")
+    with atomic_write(folder + "/log.jsonl", "w") as f:
+        with write_all([folder + "/samples.png"], force=True):
+            os._exit(0)  # a kill: no cleanup runs
+"""
+
+
+def test_remove_temporaries_clears_what_a_killed_writer_left_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    subprocess.run([sys.executable, "-c", _EXIT_MID_WRITE, str(run)], check=True)
+    left = sorted(p.name for p in run.iterdir())
+    assert len(left) == 3 and all(name.startswith(".") and ".tmp" in name for name in left), left
+    (run / ".tmpAb3dE9").write_bytes(b"")  # the name safetensors' own temporary file takes
+    keep = [".gitignore", ".hidden.tmp", "notes.tmp", "checkpoint.pt"]
+    for name in keep:
+        (run / name).write_text("mine")
+    (run / ".tmpFolder").mkdir()
+    removed = remove_temporaries(run)
+    assert sorted(p.name for p in removed) == sorted(left + [".tmpAb3dE9"])
+    assert sorted(p.name for p in run.iterdir()) == sorted(keep + [".tmpFolder"])
+    assert remove_temporaries(tmp_path / "missing") == []
 
 
 def test_refuse_overwrite_has_one_wording_and_names_every_existing_path(tmp_path):

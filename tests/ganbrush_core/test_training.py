@@ -136,7 +136,9 @@ def test_kill_after_logging_past_the_checkpoint_logs_each_step_once(straight, tm
     with pytest.raises(Killed):
         _train(killed, 30, TinyTrainer(kill_at=15))
     assert [r["step"] for r in _log(killed)] == list(range(1, 16))  # 11-15 are past the checkpoint at 10
+    (killed / ".checkpoint.pt.k1lled_9.tmp.pt").write_bytes(b"half a checkpoint")  # as a SIGKILL leaves it
     _train(killed, 30, resume=True)
+    assert not [p.name for p in killed.iterdir() if p.name.startswith(".")]
     assert _losses(_log(killed)) == _losses(_log(run))
 
 

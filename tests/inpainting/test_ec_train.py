@@ -233,6 +233,7 @@ def test_sigkill_mid_run_leaves_a_checkpoint_that_resumes(faces_dir, faces, tmp_
     assert all(Path(name).suffix in outputs for name in visible), visible
     resumed = train(TrainConfig(), faces, run, steps=step + 3, progress=False, resume_from=run)
     assert resumed.step == step + 3
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # the resume cleared them
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == list(
         range(3, step + 4, 3))
 
