@@ -25,10 +25,19 @@ BASE_FILE_MODE = 0o666
 
 _umask_lock = threading.Lock()
 
-#: The temporaries an interrupted write can leave: ganbrush's own (``.NAME.XXXXXXXX.tmpSUFFIX``
-#: and ``.NAME.XXXXXXXX.old`` backups, as ``tempfile.mkstemp`` names them below) and the one
+#: The temporaries an interrupted write can leave: ganbrush's own (:func:`_temporary`:
+#: ``.NAME.XXXXXXXX.tmpSUFFIX``, and ``.NAME.XXXXXXXX.old`` backups) and the one
 #: ``safetensors.save_file`` writes before its own rename (``.tmpXXXXXX``).
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.(tmp(\.[^.]+)?|old)|\.tmp[A-Za-z0-9]{6}")
+
+
+def _temporary(folder: Path, target: Path, suffix: str | None = None) -> Path:
+    """A new empty hidden file in ``folder`` named after ``target``, ending in ``suffix`` (default
+    ``.tmp`` + ``target``'s suffix, which writers that pick the format from it need)."""
+    suffix = f".tmp{target.suffix}" if suffix is None else suffix
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
+    return Path(name)
 
 
 def current_umask() -> int:
@@ -80,9 +89,7 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
     path = Path(path)
     refuse_overwrite(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary(path.parent, path)
     try:
         yield tmp_path
         os.chmod(tmp_path, file_mode())
@@ -195,9 +202,7 @@ def write_all(paths: Iterable[str | os.PathLike], force: bool = False) -> Iterat
         for t in targets:
             # Beside the target's nearest existing folder: the same file system as the target, so
             # the final rename is atomic, and no folder is created before the work is done.
-            fd, tmp = tempfile.mkstemp(dir=_nearest_existing(t.parent), prefix=f".{t.name}.", suffix=f".tmp{t.suffix}")
-            os.close(fd)
-            temps.append(Path(tmp))
+            temps.append(_temporary(_nearest_existing(t.parent), t))
         yield list(temps)
         for t in targets:  # re-check: another process may have created one meanwhile
             refuse_overwrite(t, force)
@@ -223,9 +228,7 @@ def _commit(temps: list[Path], targets: list[Path]) -> None:
             os.chmod(tmp, file_mode())
             backup = None
             if target.exists():
-                fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old")
-                os.close(fd)
-                backup = Path(name)
+                backup = _temporary(target.parent, target, ".old")
                 os.replace(target, backup)
             placed.append((target, backup))
             os.replace(tmp, target)

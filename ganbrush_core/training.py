@@ -260,11 +260,13 @@ class ResumableBatches(Iterator[Any]):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Raises :class:`TrainError` when the data no longer has the epoch length the state was
         saved with (the saved position would point at other batches, or past the end)."""
-        saved = int(state.get("batches", len(self.loader)))  # states written before it was recorded
+        now = len(self.loader)
+        saved = int(state.get("batches", now))  # states written before it was recorded: unknown
         taken = int(state["taken"])
-        if saved != len(self.loader) or taken >= len(self.loader):
-            raise TrainError(f"the training data changed since the checkpoint ({len(self.loader)} batches per epoch "
-                             f"now, {saved} then); resume with the data the run started from, or start a new run")
+        if saved != now or taken >= now:
+            then = f", {saved} then" if "batches" in state else f", {taken + 1} or more then"
+            raise TrainError(f"the training data changed since the checkpoint ({now} batches per epoch now{then}); "
+                             "resume with the data the run started from, or start a new run")
         self._epoch_state = state["epoch_state"].clone()
         self._skip = taken
         self._it = None
